@@ -1,0 +1,20 @@
+# Warnings and sanitizers for every Plexus target (the project's own code only).
+add_library(plexus_warnings INTERFACE)
+target_compile_options(plexus_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+if(PLEXUS_WERROR)
+  target_compile_options(plexus_warnings INTERFACE -Werror)
+endif()
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  target_compile_options(plexus_warnings INTERFACE -Wthread-safety)
+endif()
+
+if(PLEXUS_SANITIZE)
+  add_compile_options(-fsanitize=${PLEXUS_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${PLEXUS_SANITIZE})
+endif()
+
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+  set(CMAKE_C_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()

@@ -1,0 +1,80 @@
+#pragma once
+// Buffer: a growable byte buffer with cheap prepend space, the input and output buffer of every
+// connection. Storage is allocated on first use and can be released when empty, so an idle
+// connection holds no buffer memory.
+//
+//   +-------------------+------------------+------------------+
+//   | prependable bytes |  readable bytes  |  writable bytes  |
+//   |                   |     (CONTENT)    |                  |
+//   +-------------------+------------------+------------------+
+//   0      <=      readerIndex   <=   writerIndex    <=     capacity
+//
+// Thread safety: none; a Buffer belongs to one thread at a time (a connection's loop thread).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace plexus {
+
+class Buffer {
+ public:
+  static constexpr size_t kCheapPrepend = 8;
+  static constexpr size_t kInitialSize = 2048;
+
+  Buffer() = default;
+  Buffer(Buffer&&) noexcept;
+  Buffer& operator=(Buffer&&) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() = default;
+
+  size_t readableBytes() const { return writer_ - reader_; }
+  size_t writableBytes() const { return capacity_ - writer_; }
+  size_t prependableBytes() const { return reader_; }
+  size_t capacity() const { return capacity_; }
+  bool empty() const { return writer_ == reader_; }
+
+  // The readable bytes. Valid until the next non-const call.
+  const char* peek() const { return data_.get() + reader_; }
+  std::string_view view() const { return {peek(), readableBytes()}; }
+
+  void retrieve(size_t n);  // n <= readableBytes()
+  void retrieveAll() { reader_ = writer_ = kCheapPrepend; }
+  std::string retrieveAsString(size_t n);
+  std::string retrieveAllAsString() { return retrieveAsString(readableBytes()); }
+
+  void append(const void* data, size_t n);
+  void append(std::string_view s) { append(s.data(), s.size()); }
+  // Writes before the readable bytes (e.g. a length header). n <= prependableBytes().
+  void prepend(const void* data, size_t n);
+
+  // Makes room for at least n writable bytes, then beginWrite()/hasWritten() fill them in place.
+  void ensureWritable(size_t n);
+  char* beginWrite() { return data_.get() + writer_; }
+  void hasWritten(size_t n) { writer_ += n; }
+
+  // Frees the storage when the buffer is empty and holds more than `keep` bytes of capacity.
+  void releaseIfEmpty(size_t keep = 0);
+  // Frees spare capacity beyond the readable bytes plus `reserve`.
+  void shrink(size_t reserve);
+
+  // Reads from `fd` with one readv(2): into the writable space and a 64 KiB stack buffer, so a large
+  // input is read in one call without keeping a large buffer per connection. Returns what read(2)
+  // returns; on -1, *saved_errno holds errno.
+  ssize_t readFd(int fd, int* saved_errno);
+
+  void swap(Buffer& other) noexcept;
+
+ private:
+  void makeSpace(size_t n);
+
+  std::unique_ptr<char[]> data_;
+  size_t capacity_ = 0;
+  size_t reader_ = kCheapPrepend;
+  size_t writer_ = kCheapPrepend;
+};
+
+}  // namespace plexus

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+
+namespace plexus {
+
+class Buffer;
+class TcpConnection;
+using TcpConnectionPtr = std::shared_ptr<TcpConnection>;
+
+// All connection callbacks run on the connection's loop thread.
+// Called once when the connection is established and once when it is closed (check connected()).
+using ConnectionCallback = std::function<void(const TcpConnectionPtr&)>;
+// Called with the input buffer after each read; the callee retrieves what it consumed.
+using MessageCallback = std::function<void(const TcpConnectionPtr&, Buffer*)>;
+// Called when the output buffer has drained completely after a send that could not finish at once.
+using WriteCompleteCallback = std::function<void(const TcpConnectionPtr&)>;
+// Called when the output buffer first grows past the high-water mark (reading is paused then).
+using HighWaterMarkCallback = std::function<void(const TcpConnectionPtr&, size_t)>;
+using CloseCallback = std::function<void(const TcpConnectionPtr&)>;
+
+}  // namespace plexus

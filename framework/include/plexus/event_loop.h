@@ -1,0 +1,114 @@
+#pragma once
+// EventLoop: one per thread (enforced), running an Engine and dispatching ready fds to Channels.
+//
+// Thread safety:
+//   any thread: quit(), runInLoop(), queueInLoop(), runAfter(), runEvery(), cancel(),
+//               isInLoopThread(), engineDescription(), iterations().
+//   loop thread only: run() (the thread that constructed the loop), updateChannel(),
+//               removeChannel(), engine().
+// Functors queued from other threads are swapped out under the lock and run outside it, once per
+// iteration, after the ready fds were handled.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "plexus/channel.h"
+#include "plexus/engine.h"
+
+namespace plexus {
+
+namespace detail {
+class TimerQueue;
+class Wakeup;
+}  // namespace detail
+
+using Clock = std::chrono::steady_clock;
+using Duration = std::chrono::nanoseconds;
+
+// Identifies a timer for cancel(). Default-constructed ids refer to no timer.
+struct TimerId {
+  uint64_t seq = 0;
+  bool valid() const { return seq != 0; }
+};
+
+class EventLoop {
+ public:
+  using Functor = std::function<void()>;
+
+  // Creates a loop on the calling thread with the default engine (epoll, oneshot). Dies (fatal log)
+  // if this thread already has a loop or the engine cannot be made.
+  EventLoop();
+  // Creates a loop on the calling thread with the given engine.
+  explicit EventLoop(std::unique_ptr<Engine> engine);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Runs until quit(). Loop thread only.
+  void run();
+  // Makes run() return after the current iteration. Any thread.
+  void quit();
+
+  // Runs `cb` now when called on the loop thread, else queues it. Any thread.
+  void runInLoop(Functor cb);
+  // Queues `cb` to run on the loop thread after the current iteration's events. Any thread.
+  void queueInLoop(Functor cb);
+
+  // Timers, driven by a timerfd. Any thread. Callbacks run on the loop thread.
+  TimerId runAfter(Duration delay, Functor cb);
+  TimerId runEvery(Duration interval, Functor cb);
+  // Cancels a timer; a repeating timer may cancel itself from its own callback. Any thread. Unknown
+  // or already fired ids are ignored.
+  void cancel(TimerId id);
+
+  bool isInLoopThread() const { return thread_id_ == std::this_thread::get_id(); }
+  // Dies with a message naming both threads when called off the loop thread.
+  void assertInLoopThread() const {
+    if (!isInLoopThread()) abortNotInLoopThread();
+  }
+
+  // The loop of the calling thread, or nullptr.
+  static EventLoop* current();
+
+  // Loop thread only: used by Channel.
+  absl::Status updateChannel(Channel* channel, uint32_t interest);
+  void removeChannel(Channel* channel);
+
+  Engine& engine() { return *engine_; }
+  const std::string& engineDescription() const { return engine_description_; }
+  bool edgeTriggered() const { return edge_triggered_; }
+  // Number of completed loop iterations (for tests and stats). Any thread.
+  uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
+
+ private:
+  void abortNotInLoopThread() const;
+  void wakeup();
+  void runPendingFunctors();
+
+  const std::thread::id thread_id_;
+  std::unique_ptr<Engine> engine_;
+  const std::string engine_description_;
+  const bool edge_triggered_;
+  std::atomic<bool> quit_{false};
+  std::atomic<uint64_t> iterations_{0};
+  bool handling_events_ = false;
+  std::vector<ReadyEvent> ready_;
+  std::unique_ptr<detail::Wakeup> wakeup_;
+  std::unique_ptr<detail::TimerQueue> timers_;
+
+  absl::Mutex mutex_;
+  std::vector<Functor> pending_ ABSL_GUARDED_BY(mutex_);
+  // Set while the loop thread runs the swapped-out functors: a functor queued then must wake the
+  // loop again, or it would wait for the next event.
+  std::atomic<bool> calling_pending_{false};
+};
+
+}  // namespace plexus

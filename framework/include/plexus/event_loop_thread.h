@@ -1,0 +1,45 @@
+#pragma once
+// EventLoopThread: a thread that runs its own EventLoop.
+//
+// Thread safety: start(), stop() and the destructor on the owning thread; loop() after start()
+// returns from any thread (the loop itself says which of its methods are thread-safe).
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "plexus/engine.h"
+#include "plexus/event_loop.h"
+
+namespace plexus {
+
+class EventLoopThread {
+ public:
+  using InitCallback = std::function<void(EventLoop*)>;
+
+  explicit EventLoopThread(EngineOptions engine = {}, InitCallback init = nullptr,
+                           std::string name = "plexus-loop");
+  ~EventLoopThread();  // stop()s
+  EventLoopThread(const EventLoopThread&) = delete;
+  EventLoopThread& operator=(const EventLoopThread&) = delete;
+
+  // Starts the thread and returns its loop once it runs. Fails if the engine cannot be made.
+  absl::StatusOr<EventLoop*> start();
+  // Quits the loop and joins the thread. Idempotent.
+  void stop();
+  EventLoop* loop() const { return loop_; }
+
+ private:
+  void threadMain();
+
+  const EngineOptions engine_;
+  InitCallback init_;
+  const std::string name_;
+  std::thread thread_;
+  EventLoop* loop_ = nullptr;
+  absl::Status start_status_;
+};
+
+}  // namespace plexus

@@ -1,0 +1,18 @@
+#pragma once
+// PLEXUS_PLUGIN(name, description, FactoryType) exports a plugin's descriptor with Boost.DLL.
+// FactoryType derives from plexus::PluginFactory and has a constructor taking
+// (const plexus::PluginArgs&). Use it once, in one source file of the plugin.
+
+#include <boost/dll/alias.hpp>
+
+#include "plexus/plugin.h"
+
+#define PLEXUS_PLUGIN(plugin_name, plugin_description, FactoryType)                         \
+  namespace plexus_plugin_detail {                                                         \
+  std::unique_ptr<::plexus::PluginFactory> create(const ::plexus::PluginArgs& args) {      \
+    return std::make_unique<FactoryType>(args);                                            \
+  }                                                                                        \
+  const ::plexus::PluginDescriptor descriptor = {::plexus::kPluginApiVersion, plugin_name, \
+                                                 plugin_description, &create};             \
+  }                                                                                        \
+  BOOST_DLL_ALIAS(plexus_plugin_detail::descriptor, plexus_plugin_descriptor)

@@ -1,0 +1,141 @@
+#pragma once
+// TcpConnection: one established TCP connection, owned for life by one loop thread.
+//
+// Lifetime: held by shared_ptr. The owner (TcpServer or TcpClient) keeps a reference until the
+// connection has closed, and drops it in a functor queued on the loop, after the events of the
+// current iteration: a connection is never destroyed while one of its events or queued tasks runs.
+// Tasks queued for a connection hold a shared_ptr (or a weak_ptr, for timers), never a raw `this`.
+//
+// Thread safety:
+//   any thread: send(), shutdown(), closeAfterFlush(), forceClose(), connected(), id(), name(),
+//               addresses, getLoop().
+//   loop thread only: everything else (buffers, context, reading control, the callbacks' bodies).
+
+#include <any>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "plexus/buffer.h"
+#include "plexus/callbacks.h"
+#include "plexus/channel.h"
+#include "plexus/event_loop.h"
+#include "plexus/inet_address.h"
+
+namespace plexus {
+
+// The callbacks of a connection, shared by all connections of one server or client.
+struct ConnectionCallbacks {
+  ConnectionCallback connection;
+  MessageCallback message;
+  WriteCompleteCallback write_complete;
+  HighWaterMarkCallback high_water_mark;
+};
+
+struct ConnectionOptions {
+  // Reading pauses while the output buffer holds at least this many bytes, and resumes once it has
+  // drained to low_water_mark (0: half the high-water mark). Bounds the memory a peer that never
+  // reads can make us hold. 0 disables it.
+  size_t high_water_mark = 4 * 1024 * 1024;
+  size_t low_water_mark = 0;
+  // Closes a connection that neither received nor sent anything for this long. 0: never.
+  Duration idle_timeout{0};
+  bool tcp_no_delay = true;
+};
+
+class TcpConnection : public std::enable_shared_from_this<TcpConnection>, private EventHandler {
+ public:
+  // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop next.
+  TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
+                const InetAddress& peer, std::shared_ptr<const ConnectionCallbacks> callbacks,
+                const ConnectionOptions& options);
+  ~TcpConnection();
+  TcpConnection(const TcpConnection&) = delete;
+  TcpConnection& operator=(const TcpConnection&) = delete;
+
+  EventLoop* getLoop() const { return loop_; }
+  uint64_t id() const { return id_; }
+  std::string name() const;  // "#id peer-address"
+  const InetAddress& localAddress() const { return local_; }
+  const InetAddress& peerAddress() const { return peer_; }
+  int fd() const { return channel_.fd(); }
+  bool connected() const { return state_.load(std::memory_order_acquire) == kConnected; }
+  bool disconnected() const { return state_.load(std::memory_order_acquire) == kDisconnected; }
+
+  // Sends bytes. From another thread the bytes are copied and the send is queued to the loop.
+  // Bytes sent after the connection began closing are dropped.
+  void send(std::string_view data);
+  // Sends the readable bytes of `buf` and empties it. Loop thread only.
+  void send(Buffer* buf);
+  // Shuts down our write side once the output buffer has drained; reading goes on.
+  void shutdown();
+  // Stops reading, then closes once the output buffer has drained (graceful close).
+  void closeAfterFlush();
+  // Closes now, discarding unsent output.
+  void forceClose();
+
+  // Loop thread only.
+  void startReading();
+  void stopReading();
+  bool isReading() const { return reading_; }
+  Buffer* inputBuffer() { return &input_; }
+  Buffer* outputBuffer() { return &output_; }
+  void setContext(std::any context) { context_ = std::move(context); }
+  std::any* mutableContext() { return &context_; }
+  void setCloseCallback(CloseCallback cb) { close_callback_ = std::move(cb); }
+
+  // Called by the owner on the loop thread. connectEstablished() registers the fd with the engine
+  // and runs the connection callback; on failure (the engine refused the fd) nothing was run and the
+  // caller drops the connection. connectDestroyed() is the last call; it runs the connection callback
+  // if the connection was still established.
+  absl::Status connectEstablished();
+  void connectDestroyed();
+
+  // Number of bytes the peer sent us / we wrote to the peer. Loop thread only.
+  uint64_t bytesReceived() const { return bytes_received_; }
+  uint64_t bytesSent() const { return bytes_sent_; }
+
+ private:
+  enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
+
+  void handleEvent(uint32_t revents) override;
+  void handleRead();
+  void handleWrite();
+  void handleClose();
+  void handleError();
+  void sendInLoop(const char* data, size_t len);
+  void shutdownInLoop();
+  void closeAfterFlushInLoop();
+  void forceCloseInLoop();
+  void updateReadInterest();
+  void armIdleTimer(Duration delay);
+  void onIdleTimer();
+  void afterOutputDrained();
+
+  EventLoop* const loop_;
+  const uint64_t id_;
+  std::atomic<State> state_{kConnecting};
+  bool reading_ = true;          // wanted by the user (startReading/stopReading)
+  bool backpressured_ = false;   // paused by the high-water mark
+  bool peer_closed_ = false;     // the peer sent EOF
+  bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
+  bool write_shut_ = false;
+  Channel channel_;
+  Buffer input_;
+  Buffer output_;
+  const InetAddress local_;
+  const InetAddress peer_;
+  std::shared_ptr<const ConnectionCallbacks> callbacks_;
+  CloseCallback close_callback_;
+  std::any context_;
+  const ConnectionOptions options_;
+  Clock::time_point last_active_;
+  TimerId idle_timer_;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+}  // namespace plexus

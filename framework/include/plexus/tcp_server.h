@@ -1,0 +1,106 @@
+#pragma once
+// TcpServer: the main reactor's listening socket plus a pool of sub-reactors. Each accepted
+// connection goes to one sub-reactor (round-robin or least-connections), which owns it for life.
+//
+// Thread safety: construct, set callbacks, start() and stop() on the base loop's thread (callbacks
+// before start()). connectionCount(), listenAddress() and stats: any thread. The callbacks run on the
+// connection's loop thread.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "plexus/callbacks.h"
+#include "plexus/engine.h"
+#include "plexus/event_loop.h"
+#include "plexus/inet_address.h"
+#include "plexus/tcp_connection.h"
+
+namespace plexus {
+
+class EventLoopThreadPool;
+namespace detail {
+class Acceptor;
+}
+
+enum class LoadBalance { kRoundRobin, kLeastConnections };
+
+struct TcpServerOptions {
+  InetAddress listen_address{9000};
+  // Sub-reactor threads; 0 serves everything on the base loop.
+  int threads = 0;
+  EngineOptions engine;
+  LoadBalance balance = LoadBalance::kRoundRobin;
+  // Connections beyond this many are accepted and closed at once. 0: no limit.
+  size_t max_connections = 0;
+  ConnectionOptions connection;
+  bool reuse_port = false;
+  int backlog = SOMAXCONN;
+};
+
+class TcpServer {
+ public:
+  // `base_loop` must outlive the server; the server's engine options also apply to the sub-loops.
+  TcpServer(EventLoop* base_loop, TcpServerOptions options);
+  ~TcpServer();  // closes every connection still open and joins the sub-reactor threads
+  TcpServer(const TcpServer&) = delete;
+  TcpServer& operator=(const TcpServer&) = delete;
+
+  void setConnectionCallback(ConnectionCallback cb) { callbacks_.connection = std::move(cb); }
+  void setMessageCallback(MessageCallback cb) { callbacks_.message = std::move(cb); }
+  void setWriteCompleteCallback(WriteCompleteCallback cb) { callbacks_.write_complete = std::move(cb); }
+  void setHighWaterMarkCallback(HighWaterMarkCallback cb) { callbacks_.high_water_mark = std::move(cb); }
+  // Runs on the sub-loop thread right after it started, before it handles any connection.
+  void setThreadInitCallback(std::function<void(EventLoop*)> cb) { thread_init_ = std::move(cb); }
+
+  // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
+  absl::Status start();
+
+  // Graceful stop: stops accepting, lets each connection flush its output and closes it; after
+  // `grace`, closes what is left. `done` runs on the base loop once every connection is gone and
+  // the sub-reactor threads have been joined.
+  void stop(Duration grace, std::function<void()> done);
+
+  // The bound address (the real port when options asked for port 0). Valid after start().
+  const InetAddress& listenAddress() const { return bound_address_; }
+  size_t connectionCount() const { return num_connections_.load(std::memory_order_relaxed); }
+  uint64_t acceptedTotal() const { return accepted_total_.load(std::memory_order_relaxed); }
+  uint64_t refusedTotal() const { return refused_total_.load(std::memory_order_relaxed); }
+  const TcpServerOptions& options() const { return options_; }
+  // The sub-loops (or {base loop}). Valid after start().
+  std::vector<EventLoop*> loops() const;
+  std::string engineDescription() const { return base_loop_->engineDescription(); }
+
+ private:
+  struct LoopConnections;
+  void newConnection(int sockfd, const InetAddress& peer);
+  void removeConnection(const TcpConnectionPtr& conn);
+  void maybeFinishStop();
+  void closeAllNow();
+
+  EventLoop* const base_loop_;
+  TcpServerOptions options_;
+  ConnectionCallbacks callbacks_;
+  std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;
+  std::function<void(EventLoop*)> thread_init_;
+  std::unique_ptr<detail::Acceptor> acceptor_;
+  std::unique_ptr<EventLoopThreadPool> pool_;
+  // One set of connections per loop, touched only on that loop's thread.
+  std::vector<std::unique_ptr<LoopConnections>> per_loop_;
+  InetAddress bound_address_;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::function<void()> stop_done_;
+  TimerId stop_timer_;
+  uint64_t next_id_ = 1;
+  std::atomic<size_t> num_connections_{0};
+  std::atomic<uint64_t> accepted_total_{0};
+  std::atomic<uint64_t> refused_total_{0};
+  bool refusing_logged_ = false;
+};
+
+}  // namespace plexus

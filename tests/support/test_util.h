@@ -1,0 +1,36 @@
+#pragma once
+// Helpers for tests: plain blocking sockets on loopback with deadlines, and waiting on conditions.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "plexus/inet_address.h"
+
+namespace plexus::testing {
+
+using std::chrono::milliseconds;
+
+// A blocking TCP socket connected to `addr`, with a receive timeout of `io_timeout`; -1 on failure.
+int connectBlocking(const InetAddress& addr, milliseconds io_timeout = milliseconds(10000));
+// Writes all bytes; false on error.
+bool writeAll(int fd, std::string_view data);
+// Reads until `n` bytes arrived, EOF, an error or the receive timeout; returns what arrived.
+std::string readExactly(int fd, size_t n);
+// Reads until EOF (or error/timeout); returns what arrived. *eof tells whether EOF was seen.
+std::string readUntilEof(int fd, bool* eof = nullptr);
+// Sets SO_LINGER {1, 0} and closes, so the peer gets a RST.
+void closeWithReset(int fd);
+// Random bytes (all 256 values), reproducible for a seed.
+std::string randomBytes(size_t n, uint64_t seed);
+
+// Re-checks `pred` (every millisecond or so) until it holds or `timeout` passes. For conditions
+// with no event to wait on, such as another thread's counter.
+bool waitUntil(const std::function<bool()>& pred, milliseconds timeout = milliseconds(10000));
+
+// A free TCP port on 127.0.0.1 at the time of the call (bind to port 0 and read it back).
+uint16_t freePort();
+
+}  // namespace plexus::testing
