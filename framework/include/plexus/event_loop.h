@@ -100,6 +100,8 @@ class EventLoop {
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> iterations_{0};
   bool handling_events_ = false;
+  bool current_removed_ = false;  // the channel being handled was removed by its handler
+  size_t ready_index_ = 0;
   std::vector<ReadyEvent> ready_;
   std::unique_ptr<detail::Wakeup> wakeup_;
   std::unique_ptr<detail::TimerQueue> timers_;

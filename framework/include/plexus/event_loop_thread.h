@@ -9,7 +9,9 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "plexus/engine.h"
 #include "plexus/event_loop.h"
 
@@ -29,7 +31,8 @@ class EventLoopThread {
   absl::StatusOr<EventLoop*> start();
   // Quits the loop and joins the thread. Idempotent.
   void stop();
-  EventLoop* loop() const { return loop_; }
+  // The running loop, or nullptr before start() and after the loop stopped.
+  EventLoop* loop() const;
 
  private:
   void threadMain();
@@ -38,7 +41,8 @@ class EventLoopThread {
   InitCallback init_;
   const std::string name_;
   std::thread thread_;
-  EventLoop* loop_ = nullptr;
+  mutable absl::Mutex mutex_;
+  EventLoop* loop_ ABSL_GUARDED_BY(mutex_) = nullptr;
   absl::Status start_status_;
 };
 

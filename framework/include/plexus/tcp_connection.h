@@ -81,6 +81,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void startReading();
   void stopReading();
   bool isReading() const { return reading_; }
+  // Unconsumed input kept between message callbacks. During a message callback use the Buffer the
+  // callback was given: fresh bytes may sit in a per-thread buffer until the callback returns.
   Buffer* inputBuffer() { return &input_; }
   Buffer* outputBuffer() { return &output_; }
   void setContext(std::any context) { context_ = std::move(context); }
@@ -114,6 +116,11 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void armIdleTimer(Duration delay);
   void onIdleTimer();
   void afterOutputDrained();
+  void handlePeerClosed();
+  void runWriteComplete();
+  void closeFdNow();
+  bool wantsToRead() const;
+  size_t lowWaterMark() const;
 
   EventLoop* const loop_;
   const uint64_t id_;
@@ -123,6 +130,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   bool peer_closed_ = false;     // the peer sent EOF
   bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
   bool write_shut_ = false;
+  bool fd_open_ = true;
+  bool in_handler_ = false;       // inside handleEvent() or a write-complete callback
+  bool drained_pending_ = false;  // a send completed at once; report write-complete after
   Channel channel_;
   Buffer input_;
   Buffer output_;

@@ -78,7 +78,8 @@ class TcpServer {
  private:
   struct LoopConnections;
   void newConnection(int sockfd, const InetAddress& peer);
-  void removeConnection(const TcpConnectionPtr& conn);
+  void removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn);
+  void releaseConnection(EventLoop* loop);
   void maybeFinishStop();
   void closeAllNow();
 
@@ -93,7 +94,7 @@ class TcpServer {
   std::vector<std::unique_ptr<LoopConnections>> per_loop_;
   InetAddress bound_address_;
   bool started_ = false;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
   std::function<void()> stop_done_;
   TimerId stop_timer_;
   uint64_t next_id_ = 1;

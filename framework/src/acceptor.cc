@@ -1,0 +1,154 @@
+#include "acceptor.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "plexus/log.h"
+#include "socket_ops.h"
+
+namespace plexus::detail {
+namespace {
+int openReserveFd() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+}  // namespace
+
+Acceptor::Acceptor(EventLoop* loop, const InetAddress& listen_address, bool reuse_port, int backlog)
+    : loop_(loop), bound_(listen_address), reuse_port_(reuse_port), backlog_(backlog) {}
+
+Acceptor::~Acceptor() { close(); }
+
+absl::Status Acceptor::listen() {
+  loop_->assertInLoopThread();
+  auto fail = [this](const char* what, int err) {
+    std::string msg = absl::StrFormat("cannot listen on %s: %s%s", bound_.toIpPort(),
+                                      std::strerror(err), what);
+    if (fd_ >= 0) {
+      closeFd(fd_);
+      fd_ = -1;
+    }
+    return err == EADDRINUSE ? absl::AlreadyExistsError(msg) : absl::InternalError(msg);
+  };
+  absl::StatusOr<int> fd = createNonblockingSocket(bound_.family());
+  if (!fd.ok()) return fd.status();
+  fd_ = *fd;
+  int one = 1;
+  ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port_ && ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    return fail(" (SO_REUSEPORT)", errno);
+  }
+  if (::bind(fd_, bound_.sockAddr(), bound_.sockLen()) < 0) return fail("", errno);
+  if (::listen(fd_, backlog_) < 0) return fail("", errno);
+  bound_ = localAddressOf(fd_);
+  reserve_fd_ = openReserveFd();
+  channel_owner_ = std::make_unique<Channel>(loop_, fd_, static_cast<EventHandler*>(this));
+  channel_ = channel_owner_.get();
+  absl::Status s = channel_->setInterest(kEventRead);
+  if (!s.ok()) {
+    channel_owner_.reset();
+    channel_ = nullptr;
+    closeFd(fd_);
+    fd_ = -1;
+    return absl::InternalError(
+        absl::StrFormat("cannot listen on %s: %s", bound_.toIpPort(), s.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Acceptor::close() {
+  if (fd_ < 0) return;
+  loop_->assertInLoopThread();
+  loop_->cancel(resume_timer_);
+  // Out of the engine first, then close.
+  channel_->remove();
+  channel_owner_.reset();
+  channel_ = nullptr;
+  closeFd(fd_);
+  fd_ = -1;
+  if (reserve_fd_ >= 0) {
+    closeFd(reserve_fd_);
+    reserve_fd_ = -1;
+  }
+}
+
+void Acceptor::handleEvent(uint32_t) {
+  for (;;) {
+    sockaddr_in6 addr{};
+    socklen_t len = sizeof addr;
+    int conn = ::accept4(fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn >= 0) {
+      if (shedding_) {
+        LOG_WARN("accepting again on %s after shedding %u connections for lack of fds",
+                 bound_.toIpPort(), shed_in_burst_);
+        shedding_ = false;
+        shed_in_burst_ = 0;
+      }
+      InetAddress peer = addr.sin6_family == AF_INET
+                             ? InetAddress(*reinterpret_cast<sockaddr_in*>(&addr))
+                             : InetAddress(addr);
+      if (new_connection_) {
+        new_connection_(conn, peer);
+      } else {
+        closeFd(conn);
+      }
+      // The callback may have closed us (server stopping).
+      if (fd_ < 0) return;
+      continue;
+    }
+    const int err = errno;
+    switch (err) {
+      case EAGAIN:
+      case EINTR:
+        if (err == EINTR) continue;
+        return;
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+        continue;  // that connection is gone; the next may be fine
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        if (!shedding_) {
+          LOG_WARN("accept on %s: %s: shedding new connections until fds free up",
+                   bound_.toIpPort(), std::strerror(err));
+          shedding_ = true;
+        }
+        shedOne();
+        if (fd_ < 0 || !channel_->isReading()) return;
+        continue;
+      default:
+        LOG_ERROR("accept on %s: %s", bound_.toIpPort(), std::strerror(err));
+        return;
+    }
+  }
+}
+
+void Acceptor::shedOne() {
+  if (reserve_fd_ >= 0) {
+    closeFd(reserve_fd_);
+    int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn >= 0) {
+      closeFd(conn);
+      ++shed_in_burst_;
+      ++shed_total_;
+    }
+    reserve_fd_ = openReserveFd();
+    if (conn >= 0) return;
+  }
+  // No reserve fd to spend (another thread took it): stop watching for a short while instead of
+  // spinning on a listening socket that stays readable.
+  channel_->disableReading();
+  resume_timer_ = loop_->runAfter(std::chrono::milliseconds(100), [this] {
+    resume_timer_ = TimerId{};
+    if (reserve_fd_ < 0) reserve_fd_ = openReserveFd();
+    if (channel_ != nullptr) channel_->enableReading();
+  });
+}
+
+}  // namespace plexus::detail

@@ -1,0 +1,52 @@
+#pragma once
+// Acceptor: the listening socket of a TcpServer, on the main reactor. Accepts with accept4 until
+// EAGAIN and hands each new fd to the server. Loop thread only.
+//
+// Out of fds (EMFILE/ENFILE): a reserve fd on /dev/null is closed, the pending connection accepted
+// and closed at once, and the reserve reopened; so the listening socket never stays readable and
+// the loop never spins. If even that fails, accepting pauses briefly. Logged once per burst.
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "plexus/channel.h"
+#include "plexus/event_loop.h"
+#include "plexus/inet_address.h"
+
+namespace plexus::detail {
+
+class Acceptor : private EventHandler {
+ public:
+  using NewConnectionCallback = std::function<void(int sockfd, const InetAddress& peer)>;
+
+  Acceptor(EventLoop* loop, const InetAddress& listen_address, bool reuse_port, int backlog);
+  ~Acceptor();
+
+  void setNewConnectionCallback(NewConnectionCallback cb) { new_connection_ = std::move(cb); }
+  // socket, bind, listen and watch. Errors name the address: "cannot listen on 0.0.0.0:80: ...".
+  absl::Status listen();
+  // Stops watching and closes the listening socket.
+  void close();
+  const InetAddress& boundAddress() const { return bound_; }
+  uint64_t shedTotal() const { return shed_total_; }
+
+ private:
+  void handleEvent(uint32_t revents) override;
+  void shedOne();
+
+  EventLoop* const loop_;
+  InetAddress bound_;
+  const bool reuse_port_;
+  const int backlog_;
+  int fd_ = -1;
+  int reserve_fd_ = -1;
+  Channel* channel_ = nullptr;
+  std::unique_ptr<Channel> channel_owner_;
+  NewConnectionCallback new_connection_;
+  bool shedding_ = false;
+  uint64_t shed_in_burst_ = 0;
+  uint64_t shed_total_ = 0;
+  TimerId resume_timer_;
+};
+
+}  // namespace plexus::detail

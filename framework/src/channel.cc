@@ -1,0 +1,39 @@
+#include "plexus/channel.h"
+
+#include <cassert>
+
+#include "plexus/event_loop.h"
+#include "plexus/log.h"
+
+namespace plexus {
+
+Channel::Channel(EventLoop* loop, int fd, EventHandler* handler)
+    : loop_(loop), fd_(fd), handler_(handler) {}
+
+Channel::~Channel() {
+  if (registered_) LOG_FATAL("channel for fd %d destroyed while still registered", fd_);
+}
+
+absl::Status Channel::setInterest(uint32_t interest) {
+  absl::Status s = loop_->updateChannel(this, interest);
+  if (s.ok()) {
+    interest_ = interest;
+    registered_ = true;
+  }
+  return s;
+}
+
+void Channel::update(uint32_t interest) {
+  if (registered_ && interest == interest_) return;
+  absl::Status s = setInterest(interest);
+  if (!s.ok()) LOG_ERROR("fd %d: cannot change interest: %s", fd_, s.message());
+}
+
+void Channel::remove() {
+  if (!registered_) return;
+  loop_->removeChannel(this);
+  registered_ = false;
+  interest_ = 0;
+}
+
+}  // namespace plexus

@@ -1,0 +1,165 @@
+#include "plexus/event_loop.h"
+
+#include <sstream>
+
+#include "plexus/log.h"
+#include "timer_queue.h"
+#include "wakeup.h"
+
+namespace plexus {
+namespace {
+
+thread_local EventLoop* t_loop_in_this_thread = nullptr;
+std::atomic<uint64_t> g_timer_seq{0};
+constexpr int kMaxWaitMs = 10000;
+
+std::unique_ptr<Engine> defaultEngine() {
+  auto engine = makeEngine(EngineOptions{});
+  if (!engine.ok()) LOG_FATAL("cannot create the default engine: %s", engine.status().message());
+  return *std::move(engine);
+}
+
+std::string threadIdString(std::thread::id id) {
+  std::ostringstream os;
+  os << id;
+  return os.str();
+}
+
+}  // namespace
+
+EventLoop::EventLoop() : EventLoop(defaultEngine()) {}
+
+EventLoop::EventLoop(std::unique_ptr<Engine> engine)
+    : thread_id_(std::this_thread::get_id()),
+      engine_(std::move(engine)),
+      engine_description_(engine_->description()),
+      edge_triggered_(engine_->edgeTriggered()) {
+  if (t_loop_in_this_thread != nullptr) {
+    LOG_FATAL("another EventLoop already runs in thread %s: one loop per thread",
+              threadIdString(thread_id_));
+  }
+  t_loop_in_this_thread = this;
+  ready_.reserve(64);
+  wakeup_ = std::make_unique<detail::Wakeup>(this);
+  timers_ = std::make_unique<detail::TimerQueue>(this);
+}
+
+EventLoop::~EventLoop() {
+  // Timers and the wakeup fd leave the engine before the engine goes.
+  timers_.reset();
+  wakeup_.reset();
+  if (t_loop_in_this_thread == this) t_loop_in_this_thread = nullptr;
+}
+
+EventLoop* EventLoop::current() { return t_loop_in_this_thread; }
+
+void EventLoop::abortNotInLoopThread() const {
+  LOG_FATAL("EventLoop %p belongs to thread %s but was used from thread %s",
+            static_cast<const void*>(this), threadIdString(thread_id_),
+            threadIdString(std::this_thread::get_id()));
+}
+
+void EventLoop::run() {
+  assertInLoopThread();
+  quit_.store(false, std::memory_order_relaxed);
+  while (!quit_.load(std::memory_order_acquire)) {
+    absl::StatusOr<int> n = engine_->wait(kMaxWaitMs, &ready_);
+    if (!n.ok()) {
+      LOG_ERROR("%s wait failed: %s", engine_description_, n.status().message());
+    }
+    handling_events_ = true;
+    for (ready_index_ = 0; ready_index_ < ready_.size(); ++ready_index_) {
+      const ReadyEvent ev = ready_[ready_index_];
+      // removeChannel() clears the ctx of later events of a channel removed during this batch:
+      // such a channel may already be destroyed.
+      if (ev.ctx == nullptr) continue;
+      auto* channel = static_cast<Channel*>(ev.ctx);
+      current_removed_ = false;
+      channel->handleEvent(ev.events);
+      if (!current_removed_) engine_->rearm(ev.fd, channel->interest(), channel);
+    }
+    handling_events_ = false;
+    runPendingFunctors();
+    iterations_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void EventLoop::quit() {
+  quit_.store(true, std::memory_order_release);
+  if (!isInLoopThread()) wakeup();
+}
+
+void EventLoop::runInLoop(Functor cb) {
+  if (isInLoopThread()) {
+    cb();
+  } else {
+    queueInLoop(std::move(cb));
+  }
+}
+
+void EventLoop::queueInLoop(Functor cb) {
+  {
+    absl::MutexLock lock(&mutex_);
+    pending_.push_back(std::move(cb));
+  }
+  // From the loop thread while it handles events, the functors run at the end of this iteration
+  // anyway; otherwise the loop may be (or be about to be) blocked in wait.
+  if (!isInLoopThread() || calling_pending_.load(std::memory_order_relaxed)) wakeup();
+}
+
+void EventLoop::wakeup() { wakeup_->wake(); }
+
+void EventLoop::runPendingFunctors() {
+  std::vector<Functor> functors;
+  calling_pending_.store(true, std::memory_order_relaxed);
+  {
+    absl::MutexLock lock(&mutex_);
+    functors.swap(pending_);
+  }
+  for (Functor& f : functors) f();
+  calling_pending_.store(false, std::memory_order_relaxed);
+}
+
+TimerId EventLoop::runAfter(Duration delay, Functor cb) {
+  const uint64_t seq = g_timer_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Clock::time_point when = Clock::now() + delay;
+  runInLoop([this, seq, when, cb = std::move(cb)]() mutable {
+    timers_->add(seq, when, Duration::zero(), std::move(cb));
+  });
+  return TimerId{seq};
+}
+
+TimerId EventLoop::runEvery(Duration interval, Functor cb) {
+  if (interval <= Duration::zero()) interval = std::chrono::milliseconds(1);
+  const uint64_t seq = g_timer_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Clock::time_point when = Clock::now() + interval;
+  runInLoop([this, seq, when, interval, cb = std::move(cb)]() mutable {
+    timers_->add(seq, when, interval, std::move(cb));
+  });
+  return TimerId{seq};
+}
+
+void EventLoop::cancel(TimerId id) {
+  if (!id.valid()) return;
+  runInLoop([this, seq = id.seq] { timers_->cancel(seq); });
+}
+
+absl::Status EventLoop::updateChannel(Channel* channel, uint32_t interest) {
+  assertInLoopThread();
+  if (channel->registered()) return engine_->modify(channel->fd(), interest, channel);
+  return engine_->add(channel->fd(), interest, channel);
+}
+
+void EventLoop::removeChannel(Channel* channel) {
+  assertInLoopThread();
+  absl::Status s = engine_->remove(channel->fd());
+  if (!s.ok()) LOG_ERROR("removing fd %d: %s", channel->fd(), s.message());
+  if (handling_events_) {
+    if (ready_[ready_index_].ctx == channel) current_removed_ = true;
+    for (size_t i = ready_index_ + 1; i < ready_.size(); ++i) {
+      if (ready_[i].ctx == channel) ready_[i].ctx = nullptr;
+    }
+  }
+}
+
+}  // namespace plexus

@@ -1,0 +1,110 @@
+#include "plexus/tcp_client.h"
+
+#include "absl/synchronization/notification.h"
+#include "connector.h"
+#include "plexus/log.h"
+#include "socket_ops.h"
+
+namespace plexus {
+
+TcpClient::TcpClient(EventLoop* loop, const InetAddress& server, TcpClientOptions options)
+    : loop_(loop),
+      server_(server),
+      options_(std::move(options)),
+      connector_(std::make_shared<detail::Connector>(loop, server, options_)) {
+  connector_->setConnectedCallback([this](int fd) { newConnection(fd); });
+  connector_->setFailedCallback([this](const absl::Status& s) {
+    if (connect_error_) {
+      connect_error_(s);
+    } else {
+      LOG_ERROR("%s", s.message());
+    }
+  });
+}
+
+TcpClient::~TcpClient() {
+  auto teardown = [this] {
+    connect_wanted_ = false;
+    connector_->stop();
+    TcpConnectionPtr conn = connection();
+    if (conn) {
+      // The connection may outlive us: it must not call back into this client.
+      EventLoop* loop = loop_;
+      conn->setCloseCallback([loop](const TcpConnectionPtr& c) {
+        loop->queueInLoop([c] { c->connectDestroyed(); });
+      });
+      conn->forceClose();
+    }
+  };
+  if (loop_->isInLoopThread()) {
+    teardown();
+  } else {
+    absl::Notification done;
+    loop_->runInLoop([&] {
+      teardown();
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+}
+
+void TcpClient::connect() {
+  shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
+  loop_->runInLoop([this] {
+    connect_wanted_ = true;
+    connector_->start();
+  });
+}
+
+void TcpClient::disconnect() {
+  loop_->runInLoop([this] {
+    connect_wanted_ = false;
+    if (TcpConnectionPtr conn = connection()) conn->shutdown();
+  });
+}
+
+void TcpClient::stop() {
+  loop_->runInLoop([this] {
+    connect_wanted_ = false;
+    connector_->stop();
+  });
+}
+
+TcpConnectionPtr TcpClient::connection() const {
+  absl::MutexLock lock(&mutex_);
+  return connection_;
+}
+
+void TcpClient::newConnection(int sockfd) {
+  loop_->assertInLoopThread();
+  auto conn = std::make_shared<TcpConnection>(loop_, next_id_++, sockfd,
+                                              detail::localAddressOf(sockfd),
+                                              detail::peerAddressOf(sockfd), shared_callbacks_,
+                                              options_.connection);
+  conn->setCloseCallback([this](const TcpConnectionPtr& c) { removeConnection(c); });
+  {
+    absl::MutexLock lock(&mutex_);
+    connection_ = conn;
+  }
+  absl::Status s = conn->connectEstablished();
+  if (!s.ok()) {
+    LOG_ERROR("connection to %s: %s", server_.toIpPort(), s.message());
+    absl::MutexLock lock(&mutex_);
+    connection_.reset();
+  }
+}
+
+void TcpClient::removeConnection(const TcpConnectionPtr& conn) {
+  loop_->assertInLoopThread();
+  {
+    absl::MutexLock lock(&mutex_);
+    if (connection_ == conn) connection_.reset();
+  }
+  loop_->queueInLoop([conn] { conn->connectDestroyed(); });
+  if (options_.reconnect && connect_wanted_) {
+    LOG_INFO("connection to %s closed: reconnecting", server_.toIpPort());
+    connector_->restartAfterBackoff();
+  }
+}
+
+}  // namespace plexus

@@ -1,0 +1,360 @@
+#include "plexus/tcp_connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "plexus/log.h"
+#include "socket_ops.h"
+
+namespace plexus {
+namespace {
+
+// Reads land in this per-thread buffer while a connection has no partial input of its own; only
+// bytes the message callback leaves behind are copied into the connection's input buffer. So an
+// echo-style handler allocates nothing per message and an idle connection holds no input memory.
+thread_local Buffer t_read_buffer;
+
+constexpr size_t kReadExtra = 65536;  // Buffer::readFd's stack buffer
+
+}  // namespace
+
+TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
+                             const InetAddress& peer,
+                             std::shared_ptr<const ConnectionCallbacks> callbacks,
+                             const ConnectionOptions& options)
+    : loop_(loop),
+      id_(id),
+      channel_(loop, sockfd, this),
+      local_(local),
+      peer_(peer),
+      callbacks_(std::move(callbacks)),
+      options_(options) {}
+
+TcpConnection::~TcpConnection() {
+  if (fd_open_) detail::closeFd(channel_.fd());
+}
+
+std::string TcpConnection::name() const {
+  return absl::StrFormat("#%u %s", id_, peer_.toIpPort());
+}
+
+absl::Status TcpConnection::connectEstablished() {
+  loop_->assertInLoopThread();
+  if (options_.tcp_no_delay) detail::setTcpNoDelay(channel_.fd(), true);
+  absl::Status s = channel_.setInterest(kEventRead);
+  if (!s.ok()) {
+    state_.store(kDisconnected, std::memory_order_release);
+    closeFdNow();
+    return s;
+  }
+  state_.store(kConnected, std::memory_order_release);
+  if (options_.idle_timeout.count() > 0) {
+    last_active_ = Clock::now();
+    armIdleTimer(options_.idle_timeout);
+  }
+  if (callbacks_->connection) callbacks_->connection(shared_from_this());
+  return absl::OkStatus();
+}
+
+void TcpConnection::connectDestroyed() {
+  loop_->assertInLoopThread();
+  if (state_.load(std::memory_order_relaxed) != kDisconnected) {
+    // The owner is going away with the connection still open.
+    state_.store(kDisconnected, std::memory_order_release);
+    loop_->cancel(idle_timer_);
+    channel_.remove();
+    closeFdNow();
+    if (callbacks_->connection) callbacks_->connection(shared_from_this());
+  }
+}
+
+void TcpConnection::closeFdNow() {
+  if (!fd_open_) return;
+  fd_open_ = false;
+  detail::closeFd(channel_.fd());
+}
+
+void TcpConnection::handleEvent(uint32_t revents) {
+  in_handler_ = true;
+  if ((revents & kEventHangup) && !(revents & kEventRead)) {
+    handleClose();
+  } else if (revents & kEventError) {
+    handleError();
+  } else {
+    if (revents & (kEventRead | kEventPriority | kEventReadHangup)) handleRead();
+    if ((revents & kEventWrite) && state_.load(std::memory_order_relaxed) != kDisconnected) {
+      handleWrite();
+    }
+  }
+  in_handler_ = false;
+  if (drained_pending_) runWriteComplete();
+}
+
+void TcpConnection::runWriteComplete() {
+  // Sends that completed at once during the event report "drained" here, after the handler
+  // returned, so a write-complete callback that sends again does not recurse.
+  for (int round = 0; drained_pending_ && round < 16; ++round) {
+    drained_pending_ = false;
+    if (!output_.empty() || state_.load(std::memory_order_relaxed) == kDisconnected) return;
+    in_handler_ = true;
+    callbacks_->write_complete(shared_from_this());
+    in_handler_ = false;
+  }
+  if (drained_pending_) {
+    drained_pending_ = false;
+    loop_->queueInLoop([self = shared_from_this()] {
+      self->drained_pending_ = true;
+      self->runWriteComplete();
+    });
+  }
+}
+
+void TcpConnection::handleRead() {
+  const bool edge = loop_->edgeTriggered();
+  for (;;) {
+    Buffer* in = input_.empty() ? &t_read_buffer : &input_;
+    const size_t writable = in->writableBytes();
+    const size_t room = writable >= kReadExtra ? writable : writable + kReadExtra;
+    int saved_errno = 0;
+    const ssize_t n = in->readFd(channel_.fd(), &saved_errno);
+    if (n > 0) {
+      bytes_received_ += static_cast<uint64_t>(n);
+      if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+      if (callbacks_->message) {
+        callbacks_->message(shared_from_this(), in);
+      } else {
+        in->retrieveAll();
+      }
+      if (in == &t_read_buffer && !t_read_buffer.empty()) {
+        // Keep the unconsumed tail with this connection.
+        input_.append(t_read_buffer.peek(), t_read_buffer.readableBytes());
+        t_read_buffer.retrieveAll();
+      }
+      // Edge-triggered: go on until the socket is drained (a short read means it is).
+      if (edge && static_cast<size_t>(n) == room && wantsToRead()) continue;
+      return;
+    }
+    if (n == 0) {
+      handlePeerClosed();
+      return;
+    }
+    if (saved_errno == EINTR) continue;
+    if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) return;
+    LOG_DEBUG("connection %s: read: %s", name(), std::strerror(saved_errno));
+    handleClose();
+    return;
+  }
+}
+
+void TcpConnection::handlePeerClosed() {
+  // The peer sent EOF. Everything it sent has been handed to the message callback; finish sending
+  // the replies, then close.
+  peer_closed_ = true;
+  if (output_.empty()) {
+    handleClose();
+    return;
+  }
+  state_.store(kDisconnecting, std::memory_order_release);
+  updateReadInterest();
+}
+
+void TcpConnection::handleWrite() {
+  if (!channel_.isWriting()) return;
+  const ssize_t n = ::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
+    handleClose();
+    return;
+  }
+  bytes_sent_ += static_cast<uint64_t>(n);
+  if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+  output_.retrieve(static_cast<size_t>(n));
+  if (output_.empty()) {
+    channel_.disableWriting();
+    output_.releaseIfEmpty();
+    if (callbacks_->write_complete) callbacks_->write_complete(shared_from_this());
+    afterOutputDrained();
+  } else if (backpressured_ && output_.readableBytes() <= lowWaterMark()) {
+    backpressured_ = false;
+    updateReadInterest();
+  }
+}
+
+void TcpConnection::afterOutputDrained() {
+  if (backpressured_) {
+    backpressured_ = false;
+    updateReadInterest();
+  }
+  const State st = state_.load(std::memory_order_relaxed);
+  if (st == kDisconnecting) {
+    handleClose();
+  } else if (shutdown_pending_ && st == kConnected) {
+    shutdown_pending_ = false;
+    write_shut_ = true;
+    ::shutdown(channel_.fd(), SHUT_WR);
+  }
+}
+
+size_t TcpConnection::lowWaterMark() const {
+  return options_.low_water_mark ? options_.low_water_mark : options_.high_water_mark / 2;
+}
+
+bool TcpConnection::wantsToRead() const {
+  return reading_ && !backpressured_ && !peer_closed_ &&
+         state_.load(std::memory_order_relaxed) == kConnected;
+}
+
+void TcpConnection::updateReadInterest() {
+  if (!channel_.registered()) return;
+  if (wantsToRead()) {
+    channel_.enableReading();
+  } else {
+    channel_.disableReading();
+  }
+}
+
+void TcpConnection::handleClose() {
+  loop_->assertInLoopThread();
+  if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
+  state_.store(kDisconnected, std::memory_order_release);
+  loop_->cancel(idle_timer_);
+  // Out of the engine before the fd is closed.
+  channel_.remove();
+  closeFdNow();
+  output_.retrieveAll();
+  output_.releaseIfEmpty();
+  input_.retrieveAll();
+  input_.releaseIfEmpty();
+  TcpConnectionPtr guard = shared_from_this();
+  if (callbacks_->connection) callbacks_->connection(guard);
+  // The owner drops its reference in a functor queued on this loop, after this event.
+  if (close_callback_) close_callback_(guard);
+}
+
+void TcpConnection::handleError() {
+  const int err = detail::socketError(channel_.fd());
+  LOG_DEBUG("connection %s: %s", name(), err ? std::strerror(err) : "socket error");
+  handleClose();
+}
+
+void TcpConnection::send(std::string_view data) {
+  if (loop_->isInLoopThread()) {
+    sendInLoop(data.data(), data.size());
+    return;
+  }
+  loop_->queueInLoop([self = shared_from_this(), bytes = std::string(data)] {
+    self->sendInLoop(bytes.data(), bytes.size());
+  });
+}
+
+void TcpConnection::send(Buffer* buf) {
+  loop_->assertInLoopThread();
+  sendInLoop(buf->peek(), buf->readableBytes());
+  buf->retrieveAll();
+}
+
+void TcpConnection::sendInLoop(const char* data, size_t len) {
+  const State st = state_.load(std::memory_order_relaxed);
+  if (st == kDisconnected || st == kConnecting || write_shut_ || len == 0) return;
+  size_t written = 0;
+  if (output_.empty()) {
+    const ssize_t n = ::send(channel_.fd(), data, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+      written = static_cast<size_t>(n);
+      bytes_sent_ += written;
+      if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+      if (written == len) {
+        if (callbacks_->write_complete) {
+          drained_pending_ = true;
+          if (!in_handler_) runWriteComplete();
+        }
+        return;
+      }
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
+      handleClose();
+      return;
+    }
+  }
+  const size_t before = output_.readableBytes();
+  output_.append(data + written, len - written);
+  const size_t hwm = options_.high_water_mark;
+  if (hwm > 0 && before < hwm && output_.readableBytes() >= hwm) {
+    // The peer reads slower than it sends: stop reading from it until the output drains.
+    backpressured_ = true;
+    updateReadInterest();
+    if (callbacks_->high_water_mark) callbacks_->high_water_mark(shared_from_this(), output_.readableBytes());
+  }
+  channel_.enableWriting();
+}
+
+void TcpConnection::shutdown() {
+  loop_->runInLoop([self = shared_from_this()] { self->shutdownInLoop(); });
+}
+
+void TcpConnection::shutdownInLoop() {
+  if (state_.load(std::memory_order_relaxed) != kConnected || write_shut_) return;
+  if (output_.empty()) {
+    write_shut_ = true;
+    ::shutdown(channel_.fd(), SHUT_WR);
+  } else {
+    shutdown_pending_ = true;
+  }
+}
+
+void TcpConnection::closeAfterFlush() {
+  loop_->runInLoop([self = shared_from_this()] { self->closeAfterFlushInLoop(); });
+}
+
+void TcpConnection::closeAfterFlushInLoop() {
+  if (state_.load(std::memory_order_relaxed) != kConnected) return;
+  if (output_.empty()) {
+    handleClose();
+    return;
+  }
+  state_.store(kDisconnecting, std::memory_order_release);
+  updateReadInterest();
+}
+
+void TcpConnection::forceClose() {
+  loop_->runInLoop([self = shared_from_this()] { self->handleClose(); });
+}
+
+void TcpConnection::startReading() {
+  loop_->assertInLoopThread();
+  reading_ = true;
+  updateReadInterest();
+}
+
+void TcpConnection::stopReading() {
+  loop_->assertInLoopThread();
+  reading_ = false;
+  updateReadInterest();
+}
+
+void TcpConnection::armIdleTimer(Duration delay) {
+  std::weak_ptr<TcpConnection> weak = weak_from_this();
+  idle_timer_ = loop_->runAfter(delay, [weak] {
+    if (auto self = weak.lock()) self->onIdleTimer();
+  });
+}
+
+void TcpConnection::onIdleTimer() {
+  idle_timer_ = TimerId{};
+  if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
+  const Duration idle = Clock::now() - last_active_;
+  if (idle >= options_.idle_timeout) {
+    LOG_INFO("connection %s idle for %.1f s: closing", name(),
+             std::chrono::duration<double>(idle).count());
+    handleClose();
+  } else {
+    armIdleTimer(options_.idle_timeout - idle);
+  }
+}
+
+}  // namespace plexus

@@ -1,0 +1,193 @@
+#include "plexus/tcp_server.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/notification.h"
+#include "acceptor.h"
+#include "plexus/event_loop_thread_pool.h"
+#include "plexus/log.h"
+#include "socket_ops.h"
+
+namespace plexus {
+
+// The connections owned by one loop. Touched on that loop's thread only.
+struct TcpServer::LoopConnections {
+  explicit LoopConnections(EventLoop* l) : loop(l) {}
+  EventLoop* const loop;
+  absl::flat_hash_map<uint64_t, TcpConnectionPtr> connections;
+
+  std::vector<TcpConnectionPtr> snapshot() const {
+    std::vector<TcpConnectionPtr> out;
+    out.reserve(connections.size());
+    for (const auto& [id, conn] : connections) out.push_back(conn);
+    return out;
+  }
+};
+
+TcpServer::TcpServer(EventLoop* base_loop, TcpServerOptions options)
+    : base_loop_(base_loop), options_(std::move(options)), bound_address_(options_.listen_address) {}
+
+TcpServer::~TcpServer() {
+  base_loop_->assertInLoopThread();
+  if (acceptor_) acceptor_->close();
+  closeAllNow();
+  if (pool_) pool_->stop();
+}
+
+absl::Status TcpServer::start() {
+  base_loop_->assertInLoopThread();
+  if (started_) return absl::OkStatus();
+  if (options_.threads < 0) return absl::InvalidArgumentError("threads must be 0 or more");
+  shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
+
+  acceptor_ = std::make_unique<detail::Acceptor>(base_loop_, options_.listen_address,
+                                                 options_.reuse_port, options_.backlog);
+  absl::Status s = acceptor_->listen();
+  if (!s.ok()) {
+    acceptor_.reset();
+    return s;
+  }
+  bound_address_ = acceptor_->boundAddress();
+
+  pool_ = std::make_unique<EventLoopThreadPool>(base_loop_, options_.threads, options_.engine);
+  s = pool_->start();
+  if (!s.ok()) {
+    acceptor_.reset();
+    pool_.reset();
+    return s;
+  }
+  for (EventLoop* loop : pool_->loops()) {
+    per_loop_.push_back(std::make_unique<LoopConnections>(loop));
+    if (thread_init_ && loop != base_loop_) loop->runInLoop([cb = thread_init_, loop] { cb(loop); });
+  }
+  acceptor_->setNewConnectionCallback(
+      [this](int fd, const InetAddress& peer) { newConnection(fd, peer); });
+  started_ = true;
+  return absl::OkStatus();
+}
+
+std::vector<EventLoop*> TcpServer::loops() const {
+  std::vector<EventLoop*> out;
+  for (const auto& lc : per_loop_) out.push_back(lc->loop);
+  return out;
+}
+
+void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
+  base_loop_->assertInLoopThread();
+  accepted_total_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.max_connections > 0 &&
+      num_connections_.load(std::memory_order_relaxed) >= options_.max_connections) {
+    refused_total_.fetch_add(1, std::memory_order_relaxed);
+    if (!refusing_logged_) {
+      LOG_WARN("connection limit (%u) reached: refusing new connections", options_.max_connections);
+      refusing_logged_ = true;
+    }
+    detail::closeFd(sockfd);
+    return;
+  }
+  refusing_logged_ = false;
+
+  EventLoop* io_loop = options_.balance == LoadBalance::kLeastConnections
+                           ? pool_->getLeastLoadedLoop()
+                           : pool_->getNextLoop();
+  LoopConnections* lc = nullptr;
+  for (auto& l : per_loop_) {
+    if (l->loop == io_loop) lc = l.get();
+  }
+  pool_->addLoad(io_loop, 1);
+  num_connections_.fetch_add(1, std::memory_order_relaxed);
+
+  auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd,
+                                              detail::localAddressOf(sockfd), peer,
+                                              shared_callbacks_, options_.connection);
+  conn->setCloseCallback([this, lc](const TcpConnectionPtr& c) { removeConnection(lc, c); });
+  io_loop->runInLoop([this, lc, conn] {
+    if (stopping_.load(std::memory_order_acquire)) {
+      releaseConnection(lc->loop);
+      return;  // the fd closes with the connection
+    }
+    // In the map before the connection callback runs: that callback may close it at once.
+    lc->connections.emplace(conn->id(), conn);
+    absl::Status s = conn->connectEstablished();
+    if (!s.ok()) {
+      LOG_ERROR("connection from %s refused: %s", conn->peerAddress().toIpPort(), s.message());
+      lc->connections.erase(conn->id());
+      releaseConnection(lc->loop);
+    }
+  });
+}
+
+void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
+  lc->loop->assertInLoopThread();
+  if (lc->connections.erase(conn->id()) == 0) return;
+  // Destroyed after the current event: the connection may be in the middle of handling it.
+  lc->loop->queueInLoop([conn] { conn->connectDestroyed(); });
+  releaseConnection(lc->loop);
+}
+
+void TcpServer::releaseConnection(EventLoop* loop) {
+  pool_->addLoad(loop, -1);
+  const size_t left = num_connections_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  if (left == 0 && stopping_.load(std::memory_order_acquire)) {
+    base_loop_->queueInLoop([this] { maybeFinishStop(); });
+  }
+}
+
+void TcpServer::stop(Duration grace, std::function<void()> done) {
+  base_loop_->assertInLoopThread();
+  if (stopping_.exchange(true)) return;
+  stop_done_ = std::move(done);
+  if (acceptor_) acceptor_->close();
+  LOG_INFO("stopping: %u connections to flush and close", connectionCount());
+  for (auto& l : per_loop_) {
+    LoopConnections* lc = l.get();
+    lc->loop->runInLoop([lc] {
+      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->closeAfterFlush();
+    });
+  }
+  stop_timer_ = base_loop_->runAfter(grace, [this] {
+    stop_timer_ = TimerId{};
+    if (connectionCount() > 0) {
+      LOG_WARN("shutdown grace period over: closing %u connections now", connectionCount());
+    }
+    for (auto& l : per_loop_) {
+      LoopConnections* lc = l.get();
+      lc->loop->runInLoop([lc] {
+        for (const TcpConnectionPtr& conn : lc->snapshot()) conn->forceClose();
+      });
+    }
+  });
+  maybeFinishStop();
+}
+
+void TcpServer::maybeFinishStop() {
+  base_loop_->assertInLoopThread();
+  if (!stop_done_ || connectionCount() > 0) return;
+  base_loop_->cancel(stop_timer_);
+  stop_timer_ = TimerId{};
+  // Every connection is gone; the sub-loops can go too.
+  if (pool_) pool_->stop();
+  auto done = std::move(stop_done_);
+  stop_done_ = nullptr;
+  done();
+}
+
+void TcpServer::closeAllNow() {
+  for (auto& l : per_loop_) {
+    LoopConnections* lc = l.get();
+    auto close_all = [lc] {
+      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->forceClose();
+    };
+    if (lc->loop == base_loop_ || !pool_ || !pool_->started()) {
+      if (lc->loop->isInLoopThread()) close_all();
+      continue;
+    }
+    absl::Notification closed;
+    lc->loop->runInLoop([&] {
+      close_all();
+      closed.Notify();
+    });
+    closed.WaitForNotification();
+  }
+}
+
+}  // namespace plexus
