@@ -104,7 +104,9 @@ void EventLoop::queueInLoop(Functor cb) {
   }
   // From the loop thread while it handles events, the functors run at the end of this iteration
   // anyway; otherwise the loop may be (or be about to be) blocked in wait.
-  if (!isInLoopThread() || calling_pending_.load(std::memory_order_relaxed)) wakeup();
+  if (!isInLoopThread() || !handling_events_ || calling_pending_.load(std::memory_order_relaxed)) {
+    wakeup();
+  }
 }
 
 void EventLoop::wakeup() { wakeup_->wake(); }

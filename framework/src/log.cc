@@ -17,7 +17,8 @@
 namespace plexus {
 namespace {
 
-std::atomic<LogLevel> g_level{LogLevel::kInfo};
+LogLevel initialLevel();
+std::atomic<LogLevel> g_level{initialLevel()};
 
 absl::Mutex g_sink_mutex;
 std::shared_ptr<LogSink> g_sink ABSL_GUARDED_BY(g_sink_mutex);
@@ -60,6 +61,14 @@ void emit(LogLevel level, const char* file, int line, std::string_view message) 
   // One write(2) per line: lines from different threads never interleave.
   ssize_t ignored = ::write(STDERR_FILENO, out.data(), out.size());
   (void)ignored;
+}
+
+LogLevel initialLevel() {
+  // PLEXUS_LOG_LEVEL sets the level before any option is parsed (handy in tests).
+  const char* env = std::getenv("PLEXUS_LOG_LEVEL");
+  if (env == nullptr) return LogLevel::kInfo;
+  auto level = parseLogLevel(env);
+  return level.ok() ? *level : LogLevel::kInfo;
 }
 
 }  // namespace

@@ -18,8 +18,6 @@ namespace {
 // echo-style handler allocates nothing per message and an idle connection holds no input memory.
 thread_local Buffer t_read_buffer;
 
-constexpr size_t kReadExtra = 65536;  // Buffer::readFd's stack buffer
-
 }  // namespace
 
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
@@ -117,8 +115,6 @@ void TcpConnection::handleRead() {
   const bool edge = loop_->edgeTriggered();
   for (;;) {
     Buffer* in = input_.empty() ? &t_read_buffer : &input_;
-    const size_t writable = in->writableBytes();
-    const size_t room = writable >= kReadExtra ? writable : writable + kReadExtra;
     int saved_errno = 0;
     const ssize_t n = in->readFd(channel_.fd(), &saved_errno);
     if (n > 0) {
@@ -134,8 +130,9 @@ void TcpConnection::handleRead() {
         input_.append(t_read_buffer.peek(), t_read_buffer.readableBytes());
         t_read_buffer.retrieveAll();
       }
-      // Edge-triggered: go on until the socket is drained (a short read means it is).
-      if (edge && static_cast<size_t>(n) == room && wantsToRead()) continue;
+      // Edge-triggered: go on until EAGAIN. Even a short read does not prove the socket drained:
+      // a FIN that came with the data has no edge of its own.
+      if (edge && wantsToRead()) continue;
       return;
     }
     if (n == 0) {

@@ -1,0 +1,55 @@
+#pragma once
+// The epoll(7) engine, in one of three modes (see EpollMode). Loop thread only, like every engine.
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plexus/engine.h"
+
+namespace plexus::detail {
+
+class EpollEngine final : public Engine {
+ public:
+  // Use create(): epoll_create1 can fail.
+  static absl::StatusOr<std::unique_ptr<EpollEngine>> create(EpollMode mode = EpollMode::kOneshot);
+  ~EpollEngine() override;
+  EpollEngine(const EpollEngine&) = delete;
+  EpollEngine& operator=(const EpollEngine&) = delete;
+
+  std::string_view name() const override { return "epoll"; }
+  std::string description() const override;
+
+  absl::Status add(int fd, uint32_t interest, void* ctx) override;
+  absl::Status modify(int fd, uint32_t interest, void* ctx) override;
+  absl::Status remove(int fd) override;
+  absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
+  void rearm(int fd, uint32_t interest, void* ctx) override;
+  bool edgeTriggered() const override { return mode_ == EpollMode::kEdge; }
+
+  EpollMode mode() const { return mode_; }
+  // How many epoll_ctl calls this engine has made; lets tests check that rearm() skips redundant ones.
+  uint64_t ctlCalls() const { return ctl_calls_; }
+
+ private:
+  struct FdState {
+    void* ctx = nullptr;
+    bool registered = false;
+    bool armed = false;  // oneshot: false once wait() reported the fd, until modify()/rearm()
+  };
+
+  EpollEngine(int epfd, EpollMode mode);
+  absl::Status control(int op, int fd, uint32_t interest);
+
+  const int epfd_;
+  const EpollMode mode_;
+  std::vector<epoll_event> events_;
+  std::vector<FdState> fds_;  // indexed by fd
+  uint64_t ctl_calls_ = 0;
+};
+
+}  // namespace plexus::detail

@@ -1,0 +1,175 @@
+#include "plexus/plugin_host.h"
+
+#include <any>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "plexus/buffer.h"
+#include "plexus/log.h"
+#include "plexus/tcp_connection.h"
+#include "plexus/tcp_server.h"
+
+namespace plexus {
+namespace {
+
+// One connection as its handler sees it, kept in the connection's context (through HostedRef).
+// Loop thread only, like the connection.
+class HostedConnection final : public Session {
+ public:
+  HostedConnection(TcpConnection* conn, std::shared_ptr<PluginFactory> factory)
+      : factory_(std::move(factory)), conn_(conn) {}
+
+  // Session
+  void send(std::string_view data) override { conn_->send(data); }
+  void send(Buffer& buf) override { conn_->send(&buf); }
+  void close() override { conn_->closeAfterFlush(); }
+  void abort() override { conn_->forceClose(); }
+  uint64_t id() const override { return conn_->id(); }
+  std::string peerAddress() const override { return conn_->peerAddress().toIpPort(); }
+  EventLoop* loop() const override { return conn_->getLoop(); }
+  size_t pendingOutputBytes() const override { return conn_->outputBuffer()->readableBytes(); }
+
+  void start() {
+    call("factory newHandler()", [this] {
+      handler_ = factory_->newHandler();
+      if (!handler_) throw std::runtime_error("the factory made no handler");
+    });
+    if (usable()) call("handler onConnect()", [this] { handler_->onConnect(*this); });
+  }
+
+  void data(Buffer& input) {
+    if (!usable()) {
+      input.retrieveAll();  // a failed connection is closing: drop what it still reads
+      return;
+    }
+    call("handler onData()", [this, &input] { handler_->onData(*this, input); });
+  }
+
+  void drained() {
+    if (usable()) call("handler onDrained()", [this] { handler_->onDrained(*this); });
+  }
+
+  // The connection closed. A close that happens inside one of the handler's own callbacks (it
+  // called abort(), or threw) is reported once that callback has returned: a handler never sees
+  // onClose while another of its callbacks runs.
+  void closed() {
+    if (depth_ > 0) {
+      close_pending_ = true;
+      return;
+    }
+    if (handler_ && !close_reported_) {
+      close_reported_ = true;
+      call("handler onClose()", [this] { handler_->onClose(*this); });
+    }
+  }
+
+ private:
+  friend class HostedRef;
+
+  bool usable() const { return handler_ && !failed_ && !close_reported_ && !close_pending_; }
+
+  template <typename F>
+  void call(const char* what, F&& f) {
+    ++depth_;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      fail(what, e.what());
+    } catch (...) {
+      fail(what, "an exception not derived from std::exception");
+    }
+    --depth_;
+    if (depth_ == 0 && close_pending_) {
+      close_pending_ = false;
+      closed();
+    }
+  }
+
+  void fail(const char* what, const char* why) {
+    LOG_ERROR("connection %s: plugin %s threw: %s; closing the connection", conn_->name(), what, why);
+    failed_ = true;
+    conn_->forceClose();
+  }
+
+  // Declared before handler_, so the handler is destroyed first: its code may live in the library
+  // that the factory keeps loaded.
+  std::shared_ptr<PluginFactory> factory_;
+  std::unique_ptr<ProtocolHandler> handler_;
+  TcpConnection* const conn_;  // owns this object, through its context
+  int depth_ = 0;              // handler callbacks on the stack
+  uint32_t refs_ = 0;          // HostedRefs
+  bool failed_ = false;
+  bool close_pending_ = false;
+  bool close_reported_ = false;
+};
+
+// An owning, copyable reference to a HostedConnection, as std::any wants. Not a shared_ptr: it fits
+// std::any's inline storage (one pointer), so a connection's context costs no allocation of its
+// own, and the count is a plain integer since only the loop thread touches it.
+class HostedRef {
+ public:
+  explicit HostedRef(HostedConnection* p) : p_(p) { ++p_->refs_; }
+  HostedRef(const HostedRef& other) : p_(other.p_) {
+    if (p_) ++p_->refs_;
+  }
+  HostedRef(HostedRef&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+  HostedRef& operator=(HostedRef other) noexcept {
+    std::swap(p_, other.p_);
+    return *this;
+  }
+  ~HostedRef() {
+    if (p_ && --p_->refs_ == 0) delete p_;
+  }
+  HostedConnection* operator->() const { return p_; }
+
+ private:
+  HostedConnection* p_;
+};
+
+// Each entry point copies the reference before calling the handler: a handler callback may close
+// the connection, and the close resets the context while the HostedConnection is on the stack.
+
+void onConnection(const std::shared_ptr<PluginFactory>& factory, const TcpConnectionPtr& conn) {
+  if (conn->connected()) {
+    HostedRef ref(new HostedConnection(conn.get(), factory));
+    conn->setContext(ref);
+    ref->start();
+    return;
+  }
+  HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
+  if (ref == nullptr) return;
+  HostedRef keep = *ref;
+  conn->setContext(std::any());
+  keep->closed();
+}
+
+void onMessage(const TcpConnectionPtr& conn, Buffer* input) {
+  HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
+  if (ref == nullptr) {
+    input->retrieveAll();
+    return;
+  }
+  HostedRef keep = *ref;
+  keep->data(*input);
+}
+
+void onWriteComplete(const TcpConnectionPtr& conn) {
+  HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
+  if (ref == nullptr) return;
+  HostedRef keep = *ref;
+  keep->drained();
+}
+
+}  // namespace
+
+void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
+  if (!factory) LOG_FATAL("servePlugin: null factory");
+  server.setConnectionCallback(
+      [factory = std::move(factory)](const TcpConnectionPtr& conn) { onConnection(factory, conn); });
+  server.setMessageCallback(&onMessage);
+  server.setWriteCompleteCallback(&onWriteComplete);
+}
+
+}  // namespace plexus

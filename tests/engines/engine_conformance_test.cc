@@ -1,0 +1,589 @@
+// One conformance suite, run against every engine and every epoll mode. It drives the Engine
+// interface directly on socketpairs, pipes, an eventfd and loopback TCP sockets.
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engines/engine_test_util.h"
+#include "gtest/gtest.h"
+#include "plexus/engine.h"
+#include "support/test_util.h"
+
+namespace plexus {
+namespace {
+
+using engine_test::drain;
+using engine_test::Fd;
+using engine_test::fill;
+using engine_test::Pair;
+using engine_test::socketPair;
+using engine_test::tcpPair;
+using engine_test::writeByte;
+
+
+const ReadyEvent* findFd(const std::vector<ReadyEvent>& events, int fd) {
+  auto it = std::find_if(events.begin(), events.end(), [fd](const ReadyEvent& e) { return e.fd == fd; });
+  return it == events.end() ? nullptr : &*it;
+}
+
+std::string paramName(const ::testing::TestParamInfo<EngineOptions>& info) {
+  std::string name = info.param.name;
+  name[0] = static_cast<char>(std::toupper(name[0]));
+  if (info.param.name == "epoll") {
+    std::string mode(epollModeName(info.param.epoll_mode));
+    mode[0] = static_cast<char>(std::toupper(mode[0]));
+    name += "_" + mode;
+  }
+  return name;
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit for its lifetime.
+class RaisedFdLimit {
+ public:
+  RaisedFdLimit() {
+    if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
+    rlimit raised = saved_;
+    raised.rlim_cur = saved_.rlim_max;
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
+  }
+  ~RaisedFdLimit() {
+    if (ok_) ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  bool allows(int fd) const {
+    return ok_ && (saved_.rlim_max == RLIM_INFINITY || saved_.rlim_max > static_cast<rlim_t>(fd) + 8);
+  }
+
+ private:
+  rlimit saved_{};
+  bool ok_ = false;
+};
+
+class EngineConformanceTest : public ::testing::TestWithParam<EngineOptions> {
+ protected:
+  void SetUp() override {
+    auto engine = makeEngine(GetParam());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
+  bool isEpoll() const { return GetParam().name == "epoll"; }
+  bool isOneshot() const { return isEpoll() && GetParam().epoll_mode == EpollMode::kOneshot; }
+  bool isEdge() const { return isEpoll() && GetParam().epoll_mode == EpollMode::kEdge; }
+  bool isSelect() const { return GetParam().name == "select"; }
+
+  // Waits once; a failed wait fails the test and gives no events.
+  std::vector<ReadyEvent> waitEvents(int timeout_ms) {
+    std::vector<ReadyEvent> events;
+    absl::StatusOr<int> n = engine_->wait(timeout_ms, &events);
+    EXPECT_TRUE(n.ok()) << n.status();
+    if (!n.ok()) return {};
+    EXPECT_EQ(*n, static_cast<int>(events.size()));
+    return events;
+  }
+
+  // Waits up to `timeout_ms` for `fd` to be reported, as an event loop would: every reported fd
+  // is re-armed with `interest` after its events. Returns the events of `fd` (0: none).
+  uint32_t waitForFd(int fd, uint32_t interest, int timeout_ms = 5000) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    uint32_t seen = 0;
+    do {
+      for (const ReadyEvent& e : waitEvents(100)) {
+        if (e.fd == fd) seen |= e.events;
+        engine_->rearm(e.fd, interest, e.ctx);
+      }
+    } while (seen == 0 && std::chrono::steady_clock::now() < deadline);
+    return seen;
+  }
+
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(EngineConformanceTest, NamesItself) {
+  EXPECT_EQ(engine_->name(), GetParam().name);
+  const std::string description = engine_->description();
+  EXPECT_NE(description.find(GetParam().name), std::string::npos) << description;
+  if (isEpoll()) {
+    EXPECT_NE(description.find(epollModeName(GetParam().epoll_mode)), std::string::npos)
+        << description;
+  }
+  EXPECT_EQ(engine_->edgeTriggered(), isEdge());
+  EXPECT_EQ(engine_->maxFd(), isSelect() ? FD_SETSIZE : -1);
+}
+
+TEST_P(EngineConformanceTest, WaitWithNothingRegisteredTimesOut) {
+  std::vector<ReadyEvent> events = {{42, kEventRead, nullptr}};  // wait() must replace these
+  absl::StatusOr<int> n = engine_->wait(0, &events);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 0);
+  EXPECT_TRUE(events.empty());
+}
+
+TEST_P(EngineConformanceTest, WaitHonoursItsTimeout) {
+  Pair p = socketPair();
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(waitEvents(50).empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+}
+
+TEST_P(EngineConformanceTest, ReadableOnlyAfterPeerWrites) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  EXPECT_TRUE(waitEvents(0).empty());
+
+  ASSERT_TRUE(testing::writeAll(p.b.get(), "hello"));
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, p.a.get());
+  EXPECT_EQ(events[0].ctx, &tag);
+  EXPECT_TRUE(events[0].events & kEventRead);
+  EXPECT_FALSE(events[0].events & kEventWrite);  // not asked for
+  EXPECT_EQ(drain(p.a.get()), 5u);
+
+  // Handled and drained: nothing more to report.
+  engine_->rearm(p.a.get(), kEventRead, &tag);
+  EXPECT_TRUE(waitEvents(0).empty());
+}
+
+TEST_P(EngineConformanceTest, WritableWhenBufferHasRoom) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventWrite, &tag).ok());
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, p.a.get());
+  EXPECT_EQ(events[0].ctx, &tag);
+  EXPECT_TRUE(events[0].events & kEventWrite);
+  EXPECT_FALSE(events[0].events & kEventRead);
+}
+
+// A full send buffer is not writable; draining the peer makes it writable again. On TCP, so the
+// kernel's flow control is the real one.
+TEST_P(EngineConformanceTest, WritableAgainAfterPeerDrainsOverTcp) {
+  Pair p = tcpPair();
+  ASSERT_GE(p.a.get(), 0);
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventWrite, &tag).ok());
+  ASSERT_TRUE(waitForFd(p.a.get(), kEventWrite) & kEventWrite);
+
+  // Fill the send buffer; re-registering the interest (arms a oneshot fd, makes epoll re-evaluate
+  // an edge fd) must then report nothing. The kernel may still be moving bytes to the peer's receive
+  // buffer, freeing room: fill again until the buffer stays full.
+  size_t written = 0;
+  bool silent = false;
+  for (int i = 0; i < 100 && !silent; ++i) {
+    written += fill(p.a.get());
+    ASSERT_TRUE(engine_->modify(p.a.get(), kEventWrite, &tag).ok());
+    silent = findFd(waitEvents(0), p.a.get()) == nullptr;
+  }
+  ASSERT_GT(written, 0u);
+  EXPECT_TRUE(silent) << "a full TCP send buffer kept being reported writable";
+
+  EXPECT_EQ(testing::readExactly(p.b.get(), written).size(), written);
+  const uint32_t events = waitForFd(p.a.get(), kEventWrite);
+  EXPECT_TRUE(events & kEventWrite);
+}
+
+TEST_P(EngineConformanceTest, ModifyChangesInterest) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  EXPECT_TRUE(waitEvents(0).empty());  // writable, but only reading was asked
+
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventWrite, &tag).ok());
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].events & (kEventRead | kEventWrite), kEventWrite);
+
+  ASSERT_TRUE(writeByte(p.b.get()));
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventRead | kEventWrite, &tag).ok());
+  events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].events & (kEventRead | kEventWrite), kEventRead | kEventWrite);
+}
+
+TEST_P(EngineConformanceTest, InterestZeroSilencesTheFd) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), 0, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  EXPECT_TRUE(waitEvents(0).empty());  // readable and writable, but nothing asked
+
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventRead, &tag).ok());
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].events & kEventRead);
+
+  ASSERT_TRUE(engine_->modify(p.a.get(), 0, &tag).ok());
+  engine_->rearm(p.a.get(), 0, &tag);
+  EXPECT_TRUE(waitEvents(0).empty());  // data still pending, interest 0
+}
+
+TEST_P(EngineConformanceTest, RemoveStopsReportingAndAllowsAddAgain) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  ASSERT_TRUE(engine_->remove(p.a.get()).ok());
+  EXPECT_TRUE(waitEvents(0).empty());
+
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, p.a.get());
+}
+
+// The fd number of a removed and closed fd comes back with the next socket; it must be addable.
+TEST_P(EngineConformanceTest, ReusedFdNumberCanBeAdded) {
+  Pair first = socketPair();
+  const int fd = first.a.get();
+  ASSERT_TRUE(engine_->add(fd, kEventRead, nullptr).ok());
+  ASSERT_TRUE(engine_->remove(fd).ok());
+  first.a.reset();
+
+  Pair second = socketPair();
+  ASSERT_EQ(second.a.get(), fd);  // lowest free number
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(fd, kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(second.b.get()));
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].ctx, &tag);
+}
+
+TEST_P(EngineConformanceTest, ContextPointerRoundTrips) {
+  Pair p1 = socketPair();
+  Pair p2 = socketPair();
+  int tag1 = 1, tag2 = 2, tag3 = 3;
+  ASSERT_TRUE(engine_->add(p1.a.get(), kEventRead, &tag1).ok());
+  ASSERT_TRUE(engine_->add(p2.a.get(), kEventRead, &tag2).ok());
+  ASSERT_TRUE(writeByte(p1.b.get()));
+  ASSERT_TRUE(writeByte(p2.b.get()));
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 2u);
+  ASSERT_NE(findFd(events, p1.a.get()), nullptr);
+  ASSERT_NE(findFd(events, p2.a.get()), nullptr);
+  EXPECT_EQ(findFd(events, p1.a.get())->ctx, &tag1);
+  EXPECT_EQ(findFd(events, p2.a.get())->ctx, &tag2);
+
+  // modify() replaces the ctx; more data gives an edge-triggered engine something new to report.
+  ASSERT_TRUE(engine_->modify(p1.a.get(), kEventRead, &tag3).ok());
+  ASSERT_TRUE(writeByte(p1.b.get()));
+  events = waitEvents(5000);
+  ASSERT_NE(findFd(events, p1.a.get()), nullptr);
+  EXPECT_EQ(findFd(events, p1.a.get())->ctx, &tag3);
+}
+
+TEST_P(EngineConformanceTest, PeerCloseIsReportedAndReadGivesEof) {
+  Pair p = socketPair();
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  p.b.reset();
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].events & (kEventRead | kEventHangup)) << events[0].events;
+  char c;
+  EXPECT_EQ(::read(p.a.get(), &c, 1), 0);
+}
+
+TEST_P(EngineConformanceTest, TcpPeerShutdownIsReportedAndReadGivesEof) {
+  Pair p = tcpPair();
+  ASSERT_GE(p.a.get(), 0);
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  ASSERT_TRUE(testing::writeAll(p.b.get(), "last words"));
+  ASSERT_EQ(::shutdown(p.b.get(), SHUT_WR), 0);
+  // The data may arrive a moment before the FIN: read until EOF, as a handler would.
+  std::string got;
+  bool eof = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!eof && std::chrono::steady_clock::now() < deadline) {
+    if (!(waitForFd(p.a.get(), kEventRead) & (kEventRead | kEventHangup))) continue;
+    char buf[64];
+    ssize_t n;
+    while ((n = ::read(p.a.get(), buf, sizeof(buf))) > 0) got.append(buf, static_cast<size_t>(n));
+    eof = n == 0;
+  }
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(got, "last words");
+}
+
+TEST_P(EngineConformanceTest, TcpResetIsReported) {
+  Pair p = tcpPair();
+  ASSERT_GE(p.a.get(), 0);
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  testing::closeWithReset(p.b.release());
+  const uint32_t events = waitForFd(p.a.get(), kEventRead);
+  EXPECT_TRUE(events & (kEventRead | kEventError | kEventHangup)) << events;
+  char c;
+  EXPECT_EQ(::read(p.a.get(), &c, 1), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
+// epoll and poll report a peer's shutdown(SHUT_WR) as kEventReadHangup when asked; select has no
+// such bit and shows it as readability.
+TEST_P(EngineConformanceTest, ReadHangupWhenAsked) {
+  Pair p = socketPair();
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead | kEventReadHangup, nullptr).ok());
+  ASSERT_EQ(::shutdown(p.b.get(), SHUT_WR), 0);
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ((events[0].events & kEventReadHangup) != 0, !isSelect()) << events[0].events;
+  EXPECT_TRUE(events[0].events & kEventRead) << events[0].events;
+  char c;
+  EXPECT_EQ(::read(p.a.get(), &c, 1), 0);
+}
+
+TEST_P(EngineConformanceTest, PipeEnds) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  Fd r(fds[0]), w(fds[1]);
+  int rtag = 0, wtag = 0;
+  ASSERT_TRUE(engine_->add(r.get(), kEventRead, &rtag).ok());
+  ASSERT_TRUE(engine_->add(w.get(), kEventWrite, &wtag).ok());
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);  // empty pipe: only the write end is ready
+  EXPECT_EQ(events[0].fd, w.get());
+  EXPECT_EQ(events[0].ctx, &wtag);
+  ASSERT_TRUE(engine_->remove(w.get()).ok());
+
+  ASSERT_TRUE(writeByte(w.get()));
+  events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, r.get());
+  EXPECT_TRUE(events[0].events & kEventRead);
+  EXPECT_EQ(drain(r.get()), 1u);
+  engine_->rearm(r.get(), kEventRead, &rtag);
+
+  // Closing the write end: poll/epoll say hang-up, select says readable; read() says EOF.
+  w.reset();
+  events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].events & (kEventRead | kEventHangup)) << events[0].events;
+  char c;
+  EXPECT_EQ(::read(r.get(), &c, 1), 0);
+}
+
+TEST_P(EngineConformanceTest, EventFd) {
+  Fd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_GE(efd.get(), 0);
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(efd.get(), kEventRead, &tag).ok());
+  EXPECT_TRUE(waitEvents(0).empty());
+  ASSERT_EQ(::eventfd_write(efd.get(), 1), 0);
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].ctx, &tag);
+  eventfd_t value = 0;
+  ASSERT_EQ(::eventfd_read(efd.get(), &value), 0);
+  EXPECT_EQ(value, 1u);
+  engine_->rearm(efd.get(), kEventRead, &tag);
+  EXPECT_TRUE(waitEvents(0).empty());
+}
+
+// What happens to an fd that stays readable after it was reported, by mode:
+//   oneshot: silent until rearm(); level (and poll, select): reported again; edge: silent until new
+//   data arrives, rearm() or not.
+TEST_P(EngineConformanceTest, ReportAgainSemantics) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  ASSERT_EQ(waitEvents(5000).size(), 1u);
+
+  // Not handled (the byte stays), not re-armed.
+  const bool level = !isOneshot() && !isEdge();
+  EXPECT_EQ(waitEvents(0).size(), level ? 1u : 0u);
+
+  engine_->rearm(p.a.get(), kEventRead, &tag);
+  std::vector<ReadyEvent> events = waitEvents(0);
+  EXPECT_EQ(events.size(), isEdge() ? 0u : 1u);
+  if (!events.empty()) {
+    EXPECT_EQ(events[0].ctx, &tag);
+  }
+  engine_->rearm(p.a.get(), kEventRead, &tag);
+
+  // New data: every mode reports the fd.
+  ASSERT_TRUE(writeByte(p.b.get()));
+  events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, p.a.get());
+  EXPECT_EQ(drain(p.a.get()), 2u);
+}
+
+// A oneshot fd whose interest was changed by modify() while its event was handled is armed by that
+// modify(); the rearm() that follows must leave it so.
+TEST_P(EngineConformanceTest, ModifyWhileHandlingThenRearm) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  ASSERT_EQ(waitEvents(5000).size(), 1u);
+
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventRead | kEventWrite, &tag).ok());
+  engine_->rearm(p.a.get(), kEventRead | kEventWrite, &tag);
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].events & kEventWrite);
+  // Edge: the modify() re-evaluated readiness, so the pending byte shows too.
+  EXPECT_TRUE(events[0].events & kEventRead);
+}
+
+TEST_P(EngineConformanceTest, ManyFdsExactlyTheReadyOnesReported) {
+  constexpr int kPairs = 450;  // 900 fds: stays below FD_SETSIZE for select
+  std::vector<Pair> pairs;
+  std::vector<int> tags(kPairs);
+  std::map<int, int> index_of_fd;
+  for (int i = 0; i < kPairs; ++i) {
+    pairs.push_back(socketPair());
+    ASSERT_GE(pairs.back().a.get(), 0);
+    ASSERT_TRUE(engine_->add(pairs.back().a.get(), kEventRead, &tags[i]).ok()) << i;
+    index_of_fd[pairs.back().a.get()] = i;
+  }
+  std::mt19937 rng(12345);
+  std::set<int> chosen;  // pair indexes
+  while (chosen.size() < 137) chosen.insert(static_cast<int>(rng() % kPairs));
+  for (int i : chosen) ASSERT_TRUE(writeByte(pairs[i].b.get()));
+
+  // One wait may not hold them all (an engine's event array can be smaller): keep waiting.
+  std::set<int> reported;
+  for (int round = 0; round < 1000 && reported.size() < chosen.size(); ++round) {
+    for (const ReadyEvent& e : waitEvents(round == 0 ? 5000 : 0)) {
+      auto it = index_of_fd.find(e.fd);
+      ASSERT_NE(it, index_of_fd.end()) << "unknown fd " << e.fd;
+      const int i = it->second;
+      EXPECT_TRUE(chosen.count(i)) << "pair " << i << " was not written to";
+      EXPECT_EQ(e.ctx, &tags[i]);
+      EXPECT_TRUE(e.events & kEventRead);
+      reported.insert(i);
+    }
+  }
+  EXPECT_EQ(reported, chosen);
+
+  for (int i : chosen) {
+    EXPECT_EQ(drain(pairs[i].a.get()), 1u);
+    engine_->rearm(pairs[i].a.get(), kEventRead, &tags[i]);
+  }
+  EXPECT_TRUE(waitEvents(0).empty());
+  for (auto& pair : pairs) ASSERT_TRUE(engine_->remove(pair.a.get()).ok());
+}
+
+// Removing some fds (the first, the last and ones between) leaves the others reported correctly.
+TEST_P(EngineConformanceTest, RemoveAmongManyKeepsTheOthers) {
+  constexpr int kPairs = 12;
+  std::vector<Pair> pairs;
+  std::vector<int> tags(kPairs);
+  for (int i = 0; i < kPairs; ++i) {
+    pairs.push_back(socketPair());
+    ASSERT_TRUE(engine_->add(pairs[i].a.get(), kEventRead, &tags[i]).ok());
+  }
+  std::set<int> removed = {0, 3, 4, 7, kPairs - 1};
+  for (int i : removed) ASSERT_TRUE(engine_->remove(pairs[i].a.get()).ok());
+  for (auto& pair : pairs) ASSERT_TRUE(writeByte(pair.b.get()));
+
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  EXPECT_EQ(events.size(), kPairs - removed.size());
+  for (int i = 0; i < kPairs; ++i) {
+    const ReadyEvent* e = findFd(events, pairs[i].a.get());
+    if (removed.count(i)) {
+      EXPECT_EQ(e, nullptr) << i;
+    } else {
+      ASSERT_NE(e, nullptr) << i;
+      EXPECT_EQ(e->ctx, &tags[i]);
+    }
+  }
+}
+
+TEST_P(EngineConformanceTest, AddTwiceIsAnError) {
+  Pair p = socketPair();
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  absl::Status st = engine_->add(p.a.get(), kEventRead, nullptr);
+  EXPECT_FALSE(st.ok());
+  // The first registration still works.
+  ASSERT_TRUE(writeByte(p.b.get()));
+  EXPECT_EQ(waitEvents(5000).size(), 1u);
+}
+
+TEST_P(EngineConformanceTest, UnknownFdIsAnError) {
+  Pair p = socketPair();
+  EXPECT_FALSE(engine_->remove(p.a.get()).ok());
+  EXPECT_FALSE(engine_->modify(p.a.get(), kEventRead, nullptr).ok());
+  EXPECT_FALSE(engine_->remove(-1).ok());
+  EXPECT_FALSE(engine_->add(-1, kEventRead, nullptr).ok());
+
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, nullptr).ok());
+  ASSERT_TRUE(engine_->remove(p.a.get()).ok());
+  EXPECT_FALSE(engine_->remove(p.a.get()).ok());
+}
+
+// select must refuse fds >= FD_SETSIZE, and never set a bit past its fd_set; epoll and poll take them.
+TEST_P(EngineConformanceTest, FdsAtAndAboveFdSetSize) {
+  RaisedFdLimit limit;
+  if (!limit.allows(1500)) GTEST_SKIP() << "RLIMIT_NOFILE hard limit too low for fd 1500";
+
+  Pair low = socketPair();
+  int low_tag = 0;
+  ASSERT_TRUE(engine_->add(low.a.get(), kEventRead, &low_tag).ok());
+
+  for (int want : {FD_SETSIZE, 1500}) {
+    SCOPED_TRACE(want);
+    Pair p = socketPair();
+    Fd high(::fcntl(p.a.get(), F_DUPFD_CLOEXEC, want));
+    ASSERT_GE(high.get(), want) << strerror(errno);
+    int tag = 0;
+    absl::Status st = engine_->add(high.get(), kEventRead, &tag);
+    if (isSelect()) {
+      EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+      EXPECT_NE(st.message().find("FD_SETSIZE"), std::string::npos) << st;
+      EXPECT_NE(st.message().find(std::to_string(high.get())), std::string::npos) << st;
+      absl::Status mod = engine_->modify(high.get(), kEventRead, &tag);
+      EXPECT_EQ(mod.code(), absl::StatusCode::kResourceExhausted) << mod;
+      EXPECT_FALSE(engine_->remove(high.get()).ok());
+    } else {
+      ASSERT_TRUE(st.ok()) << st;
+      ASSERT_TRUE(writeByte(p.b.get()));
+      std::vector<ReadyEvent> events = waitEvents(5000);
+      ASSERT_EQ(events.size(), 1u);
+      EXPECT_EQ(events[0].fd, high.get());
+      EXPECT_EQ(events[0].ctx, &tag);
+      EXPECT_EQ(drain(high.get()), 1u);
+      ASSERT_TRUE(engine_->remove(high.get()).ok());
+    }
+  }
+
+  // The engine goes on working for the fds it has.
+  ASSERT_TRUE(writeByte(low.b.get()));
+  std::vector<ReadyEvent> events = waitEvents(5000);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].fd, low.a.get());
+  EXPECT_EQ(events[0].ctx, &low_tag);
+  ASSERT_TRUE(engine_->remove(low.a.get()).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, EngineConformanceTest,
+                         ::testing::Values(EngineOptions{"epoll", EpollMode::kOneshot},
+                                           EngineOptions{"epoll", EpollMode::kLevel},
+                                           EngineOptions{"epoll", EpollMode::kEdge},
+                                           EngineOptions{"poll", EpollMode::kOneshot},
+                                           EngineOptions{"select", EpollMode::kOneshot}),
+                         paramName);
+
+}  // namespace
+}  // namespace plexus
