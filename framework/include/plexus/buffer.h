@@ -32,7 +32,8 @@ class Buffer {
   ~Buffer() = default;
 
   size_t readableBytes() const { return writer_ - reader_; }
-  size_t writableBytes() const { return capacity_ - writer_; }
+  // An unallocated buffer (capacity 0, writer at kCheapPrepend) has no writable bytes.
+  size_t writableBytes() const { return capacity_ > writer_ ? capacity_ - writer_ : 0; }
   size_t prependableBytes() const { return reader_; }
   size_t capacity() const { return capacity_; }
   bool empty() const { return writer_ == reader_; }
