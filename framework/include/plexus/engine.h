@@ -55,7 +55,7 @@ class Engine {
   virtual std::string description() const { return std::string(name()); }
 
   // Starts watching `fd` for `interest` (kEventRead | kEventWrite | ...). `interest` may be 0: the fd
-  // is then registered but reports only errors (poll/select: nothing). Fails for an fd already
+  // is then registered but reports only errors and hang-ups (select: nothing). Fails for an fd already
   // registered, or one the engine cannot watch (select: fd >= FD_SETSIZE).
   virtual absl::Status add(int fd, uint32_t interest, void* ctx) = 0;
   // Changes the interest of a registered fd. For a oneshot engine this also re-arms it.
