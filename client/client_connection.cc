@@ -1,0 +1,262 @@
+#include "client/client_connection.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/synchronization/notification.h"
+#include "plexus/buffer.h"
+
+namespace plexus::client {
+namespace {
+
+// The connector's errors read "<what failed>: <reason>"; the caller prints its own context, so keep
+// only the reason ("Connection refused").
+absl::Status reasonOnly(const absl::Status& status) {
+  absl::string_view msg = status.message();
+  if (size_t colon = msg.rfind(": "); colon != absl::string_view::npos) msg.remove_prefix(colon + 2);
+  return absl::Status(status.code(), msg);
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(Options options, DataSink sink)
+    : options_(std::move(options)),
+      sink_(std::move(sink)),
+      closed_fd_(::eventfd(0, EFD_CLOEXEC)),
+      loop_thread_(EngineOptions{}, nullptr, "plexus-client") {}
+
+ClientConnection::~ClientConnection() {
+  if (loop_ != nullptr) {
+    if (TcpConnectionPtr conn = connectionIfOpen()) {
+      conn->forceClose();
+      absl::MutexLock lock(&mutex_);
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+        return state_ != State::kConnected;
+      };
+      mutex_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(2));
+    }
+    // The client is destroyed on its loop thread, as TcpClient asks. Joining the thread afterwards
+    // also guarantees no callback (they capture `this`) runs once the members below are gone.
+    runOnLoopAndWait([this] {
+      if (client_) client_->stop();
+      client_.reset();
+    });
+    loop_thread_.stop();
+  }
+  if (closed_fd_ >= 0) ::close(closed_fd_);
+}
+
+absl::Status ClientConnection::connect() {
+  if (closed_fd_ < 0) return absl::InternalError("cannot create an eventfd");
+  absl::StatusOr<EventLoop*> loop = loop_thread_.start();
+  if (!loop.ok()) return loop.status();
+  loop_ = *loop;
+  {
+    absl::MutexLock lock(&mutex_);
+    state_ = State::kConnecting;
+  }
+
+  TcpClientOptions copts;
+  copts.connect_timeout = options_.connect_timeout;
+  copts.retry = options_.retries > 0;
+  copts.max_attempts = options_.retries + 1;
+  runOnLoopAndWait([this, &copts] {
+    client_ = std::make_unique<TcpClient>(loop_, options_.server, copts);
+    client_->setConnectionCallback([this](const TcpConnectionPtr& c) { onConnection(c); });
+    client_->setMessageCallback([this](const TcpConnectionPtr& c, Buffer* b) { onMessage(c, b); });
+    client_->setWriteCompleteCallback([this](const TcpConnectionPtr& c) { onWriteComplete(c); });
+    client_->setConnectErrorCallback([this](const absl::Status& s) { onConnectError(s); });
+    client_->connect();
+  });
+
+  // TcpClient enforces the timeout of each attempt; this outer deadline (every attempt and backoff,
+  // plus slack) only guards against a connect that never reports back.
+  Duration budget = std::chrono::seconds(2);
+  Duration backoff = copts.initial_backoff;
+  for (int i = 0; i < copts.max_attempts; ++i) {
+    budget += copts.connect_timeout + backoff;
+    backoff = std::min<Duration>(backoff * 2, copts.max_backoff);
+  }
+  bool decided_in_time;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto decided = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return state_ != State::kConnecting;
+    };
+    decided_in_time = mutex_.AwaitWithTimeout(absl::Condition(&decided), absl::FromChrono(budget));
+  }
+  if (!decided_in_time) runOnLoopAndWait([this] { client_->stop(); });
+  absl::MutexLock lock(&mutex_);
+  if (state_ == State::kConnecting) {
+    state_ = State::kFailed;
+    connect_error_ = absl::DeadlineExceededError("Connection timed out");
+  }
+  switch (state_) {
+    case State::kConnected:
+      return absl::OkStatus();
+    case State::kClosed:  // accepted, then closed before we got to look
+      return absl::OkStatus();
+    default:
+      return connect_error_.ok() ? absl::UnavailableError("connection failed") : connect_error_;
+  }
+}
+
+bool ClientConnection::send(std::string_view data) {
+  TcpConnectionPtr conn;
+  {
+    absl::MutexLock lock(&mutex_);
+    const size_t n = data.size();
+    auto room = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      const size_t unsent = unsentLocked();
+      return state_ != State::kConnected || unsent == 0 || unsent + n <= options_.max_unsent;
+    };
+    mutex_.Await(absl::Condition(&room));
+    if (state_ != State::kConnected) return false;
+    handed_ += n;
+    conn = conn_;
+  }
+  // Sending on the loop thread ourselves (rather than TcpConnection::send from here) lets us read the
+  // output buffer right after, and keeps the order with shutdownWrite().
+  loop_->runInLoop([this, conn = std::move(conn), bytes = std::string(data)] {
+    conn->send(bytes);
+    absl::MutexLock lock(&mutex_);
+    processed_ += bytes.size();
+    output_pending_ = conn->outputBuffer()->readableBytes();
+  });
+  return true;
+}
+
+void ClientConnection::shutdownWrite() {
+  if (TcpConnectionPtr conn = connectionIfOpen()) {
+    loop_->runInLoop([conn] { conn->shutdown(); });
+  }
+}
+
+void ClientConnection::close(absl::Duration timeout) {
+  TcpConnectionPtr conn;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (state_ != State::kConnected) return;
+    closing_ = true;
+    conn = conn_;
+  }
+  loop_->runInLoop([conn] { conn->closeAfterFlush(); });
+  bool closed_in_time;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return state_ != State::kConnected;
+    };
+    closed_in_time = mutex_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  }
+  if (!closed_in_time) conn->forceClose();
+}
+
+uint64_t ClientConnection::bytesReceived() const {
+  absl::MutexLock lock(&mutex_);
+  return received_;
+}
+
+bool ClientConnection::waitForReceived(uint64_t n, absl::Duration timeout) {
+  absl::MutexLock lock(&mutex_);
+  auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return received_ >= n || state_ != State::kConnected;
+  };
+  mutex_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  return received_ >= n;
+}
+
+void ClientConnection::waitClosed() {
+  absl::MutexLock lock(&mutex_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return state_ != State::kConnected; };
+  mutex_.Await(absl::Condition(&done));
+}
+
+bool ClientConnection::closed() const {
+  absl::MutexLock lock(&mutex_);
+  return state_ == State::kClosed;
+}
+
+bool ClientConnection::closedByPeer() const {
+  absl::MutexLock lock(&mutex_);
+  return state_ == State::kClosed && !closing_ && !sink_failed_;
+}
+
+bool ClientConnection::sinkFailed() const {
+  absl::MutexLock lock(&mutex_);
+  return sink_failed_;
+}
+
+TcpConnectionPtr ClientConnection::connectionIfOpen() {
+  absl::MutexLock lock(&mutex_);
+  return state_ == State::kConnected ? conn_ : nullptr;
+}
+
+void ClientConnection::runOnLoopAndWait(const std::function<void()>& fn) {
+  absl::Notification done;
+  loop_->runInLoop([&fn, &done] {
+    fn();
+    done.Notify();
+  });
+  done.WaitForNotification();
+}
+
+void ClientConnection::onConnection(const TcpConnectionPtr& conn) {
+  if (conn->connected()) {
+    absl::MutexLock lock(&mutex_);
+    state_ = State::kConnected;
+    conn_ = conn;
+    return;
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    state_ = State::kClosed;
+    conn_.reset();
+  }
+  uint64_t one = 1;
+  ssize_t ignored = ::write(closed_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void ClientConnection::onMessage(const TcpConnectionPtr& conn, Buffer* buf) {
+  const size_t n = buf->readableBytes();
+  bool ok;
+  {
+    absl::MutexLock lock(&mutex_);
+    ok = !sink_failed_;
+  }
+  // The sink may block (a slow stdout): that stalls this loop, and so the server, which is the
+  // backpressure we want.
+  if (ok) ok = sink_(buf->view());
+  buf->retrieveAll();
+  if (ok) {
+    absl::MutexLock lock(&mutex_);
+    received_ += n;
+    return;
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    sink_failed_ = true;
+  }
+  // Outside the lock: closing runs onConnection() at once, which takes it.
+  conn->forceClose();
+}
+
+void ClientConnection::onWriteComplete(const TcpConnectionPtr& conn) {
+  // Measured, not assumed 0: a send queued before this callback may have refilled the buffer.
+  const size_t pending = conn->outputBuffer()->readableBytes();
+  absl::MutexLock lock(&mutex_);
+  output_pending_ = pending;
+}
+
+void ClientConnection::onConnectError(const absl::Status& status) {
+  absl::MutexLock lock(&mutex_);
+  state_ = State::kFailed;
+  connect_error_ = reasonOnly(status);
+}
+
+}  // namespace plexus::client

@@ -1,0 +1,84 @@
+// plexus-client: talks to a Plexus server, interactively (stdin is a terminal) or as a stream.
+//
+//   plexus-client [-s HOST] [-p PORT] [--connect-timeout S] [--retry N]
+//
+// Exit status: 0 done, 1 connect or I/O failure, 2 bad command line.
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/client_connection.h"
+#include "client/client_options.h"
+#include "client/fd_io.h"
+#include "client/interactive.h"
+#include "client/streaming.h"
+#include "plexus/inet_address.h"
+#include "plexus/log.h"
+#include "plexus/version.h"
+
+namespace plexus::client {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// The default command: connect to one server and relay stdin/stdout.
+int runConnect(int argc, const char* const argv[]) {
+  absl::StatusOr<ClientCommand> cmd = parseClientCommand(argc, argv);
+  if (!cmd.ok()) {
+    reportError(absl::StrCat(cmd.status().message(), " (see --help)"));
+    return kExitUsage;
+  }
+  if (cmd->action == ClientCommand::Action::kHelp) {
+    writeAll(STDOUT_FILENO, cmd->help);
+    return kExitOk;
+  }
+  if (cmd->action == ClientCommand::Action::kVersion) {
+    writeAll(STDOUT_FILENO, "plexus-client " PLEXUS_VERSION_STRING "\n");
+    return kExitOk;
+  }
+  const ClientOptions& opts = cmd->options;
+
+  // Our own messages say what went wrong; the framework's log stays quiet unless it is serious.
+  setLogLevel(LogLevel::kError);
+
+  absl::StatusOr<InetAddress> server = InetAddress::resolve(opts.host, opts.port);
+  if (!server.ok()) {
+    reportError(absl::StrFormat("cannot connect to %s:%u: %s", opts.host, opts.port,
+                                server.status().message()));
+    return kExitFailure;
+  }
+
+  // Replies go straight to stdout with write(2), from the connection's loop thread, as they arrive.
+  auto sink = [](std::string_view data) {
+    if (writeAll(STDOUT_FILENO, data)) return true;
+    reportError(absl::StrCat("writing stdout: ", std::strerror(errno)));
+    return false;
+  };
+  ClientConnection conn({.server = *server,
+                         .connect_timeout = opts.connect_timeout,
+                         .retries = opts.retries},
+                        sink);
+  if (absl::Status st = conn.connect(); !st.ok()) {
+    reportError(absl::StrFormat("cannot connect to %s: %s", server->toIpPort(), st.message()));
+    return kExitFailure;
+  }
+  return ::isatty(STDIN_FILENO) ? runInteractive(conn, STDIN_FILENO, STDOUT_FILENO)
+                                : runStreaming(conn, STDIN_FILENO);
+}
+
+}  // namespace
+}  // namespace plexus::client
+
+int main(int argc, char* argv[]) {
+  // Subcommands are chosen by the first argument; everything else is the default command. A later
+  // `plexus-client bench ...` (load generator, client/bench.{h,cc}) is dispatched here.
+  return plexus::client::runConnect(argc, argv);
+}

@@ -1,0 +1,205 @@
+// Runs build/bin/plexus-client as a process against an echo server process (plexus-server with the
+// echo plugin, or examples/embed_echo when the server is not built): stdin streaming, binary data,
+// errors and exit codes, and the interactive mode on a pseudo-terminal.
+
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "integration/child_process.h"
+#include "support/test_util.h"
+
+namespace plexus::testing {
+namespace {
+
+using child::Child;
+using child::Outcome;
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+const std::string kBin = PLEXUS_BIN_DIR;
+const std::string kClient = kBin + "/plexus-client";
+const std::string kServer = kBin + "/plexus-server";
+const std::string kEchoPlugin = std::string(PLEXUS_PLUGIN_DIR) + "/echo.so";
+const std::string kEmbedEcho = kBin + "/embed_echo";
+
+bool executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
+
+struct EchoServer {
+  Child process;
+  uint16_t port = 0;
+};
+
+// Starts an echo server on a free loopback port and waits until it accepts connections.
+void startEchoServer(EchoServer* server) {
+  if (executable(kServer) && ::access(kEchoPlugin.c_str(), R_OK) == 0) {
+    server->port = freePort();
+    server->process = Child::spawn(
+        {kServer, "--listen", absl::StrCat("127.0.0.1:", server->port), "--threads", "2",
+         "--plugin", "echo", "--plugin-dir", PLEXUS_PLUGIN_DIR, "--log-level", "warn"},
+        {.pipe_stdin = false, .pipe_stdout = false, .pipe_stderr = false});
+    ASSERT_TRUE(server->process.started());
+    InetAddress addr(server->port, /*loopback_only=*/true);
+    ASSERT_TRUE(waitUntil([&] {
+      int fd = connectBlocking(addr);
+      if (fd >= 0) ::close(fd);
+      return fd >= 0;
+    })) << "plexus-server did not start listening on port " << server->port;
+    return;
+  }
+  ASSERT_TRUE(executable(kEmbedEcho)) << "neither plexus-server nor embed_echo is built";
+  server->process = Child::spawn({kEmbedEcho, "0", "2"}, {.pipe_stdin = false, .pipe_stderr = false});
+  ASSERT_TRUE(server->process.started());
+  std::string out;
+  ASSERT_TRUE(child::readUntilContains(server->process.out(), &out, "\n", milliseconds(10000)));
+  uint32_t port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(out.substr(out.rfind(':') + 1, out.find('\n') - out.rfind(':') - 1),
+                               &port))
+      << out;
+  server->port = static_cast<uint16_t>(port);
+}
+
+class ClientProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(executable(kClient)) << kClient;
+    ASSERT_NO_FATAL_FAILURE(startEchoServer(&server_));
+  }
+
+  std::vector<std::string> clientArgs() const {
+    return {kClient, "-s", "127.0.0.1", "-p", std::to_string(server_.port)};
+  }
+  Outcome runClient(const std::string& input) {
+    Child c = Child::spawn(clientArgs());
+    return child::communicate(c, input);
+  }
+
+  EchoServer server_;
+};
+
+TEST_F(ClientProcessTest, EchoesALineFromStdin) {
+  Outcome o = runClient("hi\n");
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, "hi\n");
+  EXPECT_EQ(o.err, "");
+}
+
+TEST_F(ClientProcessTest, EmptyStdinExitsZero) {
+  Outcome o = runClient("");
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, "");
+}
+
+TEST_F(ClientProcessTest, OneMebibyteOfBinaryRoundTripsExactly) {
+  std::string data = randomBytes(1 << 20, 42);
+  data[0] = '\0';
+  data[data.size() / 2] = '\0';
+  data[data.size() - 1] = '\0';
+  Outcome o = runClient(data);
+  EXPECT_EQ(o.status, 0) << o.err;
+  ASSERT_EQ(o.out.size(), data.size());
+  EXPECT_TRUE(o.out == data) << "the bytes differ";
+}
+
+// Well past the client's 1 MiB window of unsent bytes: the backpressure path.
+TEST_F(ClientProcessTest, SixteenMebibytesRoundTripExactly) {
+  const std::string data = randomBytes(16 << 20, 7);
+  Outcome o = runClient(data);
+  EXPECT_EQ(o.status, 0) << o.err;
+  ASSERT_EQ(o.out.size(), data.size());
+  EXPECT_TRUE(o.out == data) << "the bytes differ";
+}
+
+TEST_F(ClientProcessTest, InteractiveModeOnATerminal) {
+  Child c = Child::spawnOnPty(clientArgs());
+  ASSERT_TRUE(c.started());
+  std::string screen;
+  ASSERT_TRUE(child::readUntilContains(c.out(), &screen, "% ", milliseconds(10000))) << screen;
+  const size_t after_prompt = screen.size();
+  ASSERT_TRUE(child::writeTo(c.in(), "hello\n"));
+  // The reply, then the next prompt (the terminal writes "\n" as "\r\n").
+  ASSERT_TRUE(child::readUntilContains(c.out(), &screen, "hello\r\n% ", milliseconds(10000),
+                                       after_prompt))
+      << screen;
+  ASSERT_TRUE(child::writeTo(c.in(), "quit\n"));
+  EXPECT_EQ(c.wait(milliseconds(10000)), 0) << screen;
+}
+
+TEST_F(ClientProcessTest, InteractiveEofExitsZero) {
+  Child c = Child::spawnOnPty(clientArgs());
+  std::string screen;
+  ASSERT_TRUE(child::readUntilContains(c.out(), &screen, "% ", milliseconds(10000))) << screen;
+  ASSERT_TRUE(child::writeTo(c.in(), "\x04"));  // Ctrl-D at the start of a line
+  EXPECT_EQ(c.wait(milliseconds(10000)), 0) << screen;
+}
+
+TEST_F(ClientProcessTest, InteractiveReportsTheServerClosing) {
+  Child c = Child::spawnOnPty(clientArgs());
+  std::string screen;
+  ASSERT_TRUE(child::readUntilContains(c.out(), &screen, "% ", milliseconds(10000))) << screen;
+  server_.process.signal(SIGTERM);  // a graceful stop closes every connection
+  ASSERT_TRUE(child::readUntilContains(c.out(), &screen, "connection closed by server",
+                                       milliseconds(10000)))
+      << screen;
+  EXPECT_EQ(c.wait(milliseconds(10000)), 0) << screen;
+}
+
+// No server: the tests below run the client alone.
+class ClientErrorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(executable(kClient)) << kClient; }
+  Outcome run(std::vector<std::string> args) {
+    args.insert(args.begin(), kClient);
+    Child c = Child::spawn(args);
+    return child::communicate(c, "");
+  }
+};
+
+TEST_F(ClientErrorsTest, ClosedPortExitsOneWithOneLine) {
+  const uint16_t port = freePort();
+  Outcome o = run({"-s", "127.0.0.1", "-p", std::to_string(port)});
+  EXPECT_EQ(o.status, 1);
+  EXPECT_EQ(o.err, absl::StrCat("plexus-client: error: cannot connect to 127.0.0.1:", port,
+                                ": Connection refused\n"));
+  EXPECT_EQ(o.out, "");
+}
+
+TEST_F(ClientErrorsTest, RetriesThenGivesUp) {
+  const uint16_t port = freePort();
+  Outcome o = run({"--server", "127.0.0.1", "--port", std::to_string(port), "--retry", "2",
+                   "--connect-timeout", "1"});
+  EXPECT_EQ(o.status, 1);
+  EXPECT_THAT(o.err, StartsWith("plexus-client: error: cannot connect to 127.0.0.1:"));
+  EXPECT_EQ(o.err.find('\n'), o.err.size() - 1) << o.err;
+}
+
+TEST_F(ClientErrorsTest, BadOptionsExitTwoWithOneLine) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--bogus"}, {"-p", "0"}, {"-p", "x"}, {"--connect-timeout", "0"},
+        {"stray"}}) {
+    Outcome o = run(args);
+    EXPECT_EQ(o.status, 2) << args[0];
+    EXPECT_THAT(o.err, StartsWith("plexus-client: error: ")) << args[0];
+    EXPECT_EQ(o.err.find('\n'), o.err.size() - 1) << o.err;
+    EXPECT_EQ(o.out, "");
+  }
+}
+
+TEST_F(ClientErrorsTest, VersionAndHelp) {
+  Outcome o = run({"-v"});
+  EXPECT_EQ(o.status, 0);
+  EXPECT_EQ(o.out, "plexus-client 0.1.0\n");
+  o = run({"--help"});
+  EXPECT_EQ(o.status, 0);
+  EXPECT_THAT(o.out, HasSubstr("--server"));
+  EXPECT_THAT(o.out, HasSubstr("--connect-timeout"));
+}
+
+}  // namespace
+}  // namespace plexus::testing
