@@ -81,6 +81,7 @@ void Acceptor::handleEvent(uint32_t) {
     socklen_t len = sizeof addr;
     int conn = ::accept4(fd_, reinterpret_cast<sockaddr*>(&addr), &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
+    loop_->counters().accept_calls.add();
     if (conn >= 0) {
       if (shedding_) {
         LOG_WARN("accepting again on %s after shedding %u connections for lack of fds",

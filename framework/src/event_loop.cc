@@ -64,6 +64,8 @@ void EventLoop::run() {
   quit_.store(false, std::memory_order_relaxed);
   while (!quit_.load(std::memory_order_acquire)) {
     absl::StatusOr<int> n = engine_->wait(kMaxWaitMs, &ready_);
+    counters_.wait_calls.add();
+    counters_.events.add(ready_.size());
     if (!n.ok()) {
       LOG_ERROR("%s wait failed: %s", engine_description_, n.status().message());
     }
@@ -80,7 +82,7 @@ void EventLoop::run() {
     }
     handling_events_ = false;
     runPendingFunctors();
-    iterations_.fetch_add(1, std::memory_order_relaxed);
+    iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 }
 
@@ -120,6 +122,19 @@ void EventLoop::runPendingFunctors() {
   }
   for (Functor& f : functors) f();
   calling_pending_.store(false, std::memory_order_relaxed);
+}
+
+LoopStats EventLoop::stats() const {
+  LoopStats s;
+  s.iterations = iterations();
+  s.events = counters_.events.get();
+  s.wait_calls = counters_.wait_calls.get();
+  s.read_calls = counters_.read_calls.get();
+  s.write_calls = counters_.write_calls.get();
+  s.ctl_calls = engine_->controlCalls();
+  s.accept_calls = counters_.accept_calls.get();
+  s.other_calls = counters_.other_calls.get();
+  return s;
 }
 
 TimerId EventLoop::runAfter(Duration delay, Functor cb) {

@@ -117,6 +117,7 @@ void TcpConnection::handleRead() {
     Buffer* in = input_.empty() ? &t_read_buffer : &input_;
     int saved_errno = 0;
     const ssize_t n = in->readFd(channel_.fd(), &saved_errno);
+    loop_->counters().read_calls.add();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
       if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
@@ -162,6 +163,7 @@ void TcpConnection::handlePeerClosed() {
 void TcpConnection::handleWrite() {
   if (!channel_.isWriting()) return;
   const ssize_t n = ::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
+  loop_->counters().write_calls.add();
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
@@ -261,6 +263,7 @@ void TcpConnection::sendInLoop(const char* data, size_t len) {
   size_t written = 0;
   if (output_.empty()) {
     const ssize_t n = ::send(channel_.fd(), data, len, MSG_NOSIGNAL);
+    loop_->counters().write_calls.add();
     if (n >= 0) {
       written = static_cast<size_t>(n);
       bytes_sent_ += written;

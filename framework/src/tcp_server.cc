@@ -165,10 +165,23 @@ void TcpServer::maybeFinishStop() {
   base_loop_->cancel(stop_timer_);
   stop_timer_ = TimerId{};
   // Every connection is gone; the sub-loops can go too.
+  if (pool_ && pool_->numThreads() > 0) {
+    for (EventLoop* loop : pool_->loops()) final_sub_loop_stats_ += loop->stats();
+  }
   if (pool_) pool_->stop();
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   done();
+}
+
+LoopStats TcpServer::stats() const {
+  LoopStats total = base_loop_->stats();
+  if (pool_ && pool_->started() && pool_->numThreads() > 0) {
+    for (EventLoop* loop : pool_->loops()) total += loop->stats();
+  } else {
+    total += final_sub_loop_stats_;
+  }
+  return total;
 }
 
 void TcpServer::closeAllNow() {

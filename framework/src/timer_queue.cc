@@ -71,6 +71,7 @@ void TimerQueue::handleEvent(uint32_t) {
   uint64_t expirations;
   ssize_t n = ::read(fd_, &expirations, sizeof expirations);
   (void)n;
+  loop_->counters().other_calls.add();
   armed_for_ = Clock::time_point::max();
   const Clock::time_point now = Clock::now();
   std::vector<uint64_t> due;

@@ -15,6 +15,7 @@ class Wakeup : private EventHandler {
  private:
   void handleEvent(uint32_t revents) override;
 
+  EventLoop* const loop_;
   const int fd_;
   Channel channel_;
 };

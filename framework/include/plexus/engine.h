@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "plexus/loop_stats.h"
 
 namespace plexus {
 
@@ -81,6 +82,12 @@ class Engine {
 
   // The largest fd this engine can watch plus one, or -1 for no limit (select: FD_SETSIZE).
   virtual int maxFd() const { return -1; }
+
+  // Syscalls made to change interest (epoll_ctl). Any thread.
+  uint64_t controlCalls() const { return ctl_calls_.get(); }
+
+ protected:
+  SingleWriterCounter ctl_calls_;
 };
 
 // Makes the engine named in `options`. Errors: unknown name (the message lists the known ones) or

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "plexus/channel.h"
 #include "plexus/engine.h"
+#include "plexus/loop_stats.h"
 
 namespace plexus {
 
@@ -88,6 +89,14 @@ class EventLoop {
   // Number of completed loop iterations (for tests and stats). Any thread.
   uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
 
+  // What this loop asked of the kernel so far. Any thread.
+  LoopStats stats() const;
+  // Counters the loop's channels add to. Loop thread only.
+  struct Counters {
+    SingleWriterCounter events, wait_calls, read_calls, write_calls, accept_calls, other_calls;
+  };
+  Counters& counters() { return counters_; }
+
  private:
   void abortNotInLoopThread() const;
   void wakeup();
@@ -99,6 +108,7 @@ class EventLoop {
   const bool edge_triggered_;
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> iterations_{0};
+  Counters counters_;
   bool handling_events_ = false;
   bool current_removed_ = false;  // the channel being handled was removed by its handler
   size_t ready_index_ = 0;

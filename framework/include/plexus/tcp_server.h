@@ -74,6 +74,9 @@ class TcpServer {
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
   std::string engineDescription() const { return base_loop_->engineDescription(); }
+  // The counters of the base loop and every sub-loop, summed. After stop() completed: as they
+  // were when the sub-loops stopped. Base loop thread.
+  LoopStats stats() const;
 
  private:
   struct LoopConnections;
@@ -102,6 +105,7 @@ class TcpServer {
   std::atomic<uint64_t> accepted_total_{0};
   std::atomic<uint64_t> refused_total_{0};
   bool refusing_logged_ = false;
+  LoopStats final_sub_loop_stats_;  // set once the sub-loops stopped
 };
 
 }  // namespace plexus

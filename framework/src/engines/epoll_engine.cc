@@ -53,7 +53,7 @@ absl::Status EpollEngine::control(int op, int fd, uint32_t interest) {
   if (mode_ == EpollMode::kEdge) ev.events |= EPOLLET;
   // The fd rides in the event; the ctx stays in fds_, so modify() can change it.
   ev.data.fd = fd;
-  ++ctl_calls_;
+  ctl_calls_.add();
   if (::epoll_ctl(epfd_, op, fd, &ev) < 0) {
     return absl::ErrnoToStatus(errno, absl::StrFormat("epoll_ctl(%s, fd %d)", opName(op), fd));
   }

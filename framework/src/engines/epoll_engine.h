@@ -33,7 +33,7 @@ class EpollEngine final : public Engine {
 
   EpollMode mode() const { return mode_; }
   // How many epoll_ctl calls this engine has made; lets tests check that rearm() skips redundant ones.
-  uint64_t ctlCalls() const { return ctl_calls_; }
+  uint64_t ctlCalls() const { return controlCalls(); }
 
  private:
   struct FdState {
@@ -49,7 +49,6 @@ class EpollEngine final : public Engine {
   const EpollMode mode_;
   std::vector<epoll_event> events_;
   std::vector<FdState> fds_;  // indexed by fd
-  uint64_t ctl_calls_ = 0;
 };
 
 }  // namespace plexus::detail

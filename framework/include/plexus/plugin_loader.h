@@ -1,0 +1,69 @@
+#pragma once
+// Loading protocol plugins: shared objects that export a PluginDescriptor (see plugin.h and
+// plugin_export.h). Boost.DLL does the loading; it stays out of this header.
+//
+// Lifetime: the library stays loaded while anything that came from it lives. The LoadedPlugin, the
+// factory returned by factory() and every handler that a host made from that factory each keep it
+// loaded (the factory's shared_ptr owns a reference to the library), so the LoadedPlugin may be
+// dropped as soon as the factory has been handed on.
+//
+// Thread safety: loadPlugin() and defaultPluginDirs() may be called from any thread. A LoadedPlugin
+// is immutable; the factory is as thread-safe as the plugin makes it (see plugin.h).
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "plexus/plugin.h"
+
+namespace plexus {
+
+class LoadedPlugin {
+ public:
+  struct Library;  // the loaded shared object; defined in plugin_loader.cc
+
+  LoadedPlugin(std::shared_ptr<Library> library, std::string name, std::string description,
+               std::string path, std::shared_ptr<PluginFactory> factory);
+  ~LoadedPlugin();
+  LoadedPlugin(const LoadedPlugin&) = delete;
+  LoadedPlugin& operator=(const LoadedPlugin&) = delete;
+
+  // The name and description the plugin declares (PLEXUS_PLUGIN's first two arguments).
+  const std::string& name() const { return name_; }
+  const std::string& description() const { return description_; }
+  // The file it was loaded from, absolute.
+  const std::string& path() const { return path_; }
+  // The factory made by the plugin's create() with the load's arguments. Holds the library loaded.
+  const std::shared_ptr<PluginFactory>& factory() const { return factory_; }
+
+ private:
+  // Declared first so that it is destroyed last, after everything that came from the library.
+  std::shared_ptr<Library> library_;
+  std::string name_;
+  std::string description_;
+  std::string path_;
+  std::shared_ptr<PluginFactory> factory_;
+};
+
+// Loads a plugin and makes its factory with `args`.
+//
+// `name_or_path` is a path when it contains '/' or ends in ".so" (relative paths are taken from the
+// working directory); otherwise it is a plugin name and NAME.so is looked for in each of
+// `plugin_dirs`, in order, and the first one found is loaded.
+//
+// Errors (absl::Status messages, one line each, fit to show a user as they are):
+//   NotFound:           plugin 'foo' not found (searched: DIR1, DIR2)
+//   FailedPrecondition: 'PATH' is not a loadable shared object: DLERROR
+//                       'PATH' has no plexus_plugin_descriptor symbol (not a Plexus plugin)
+//                       plugin 'x' was built for plugin API version 7, this server has version 1
+//   InvalidArgument:    plugin 'x' rejected its arguments: WHAT
+absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(std::string_view name_or_path,
+                                                         const std::vector<std::string>& plugin_dirs,
+                                                         const PluginArgs& args = {});
+
+// Where plugins are looked for by default: the build tree's plugin folder, then the installed one.
+std::vector<std::string> defaultPluginDirs();
+
+}  // namespace plexus
