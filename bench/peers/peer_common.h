@@ -1,0 +1,70 @@
+/* Shared by the C peer echo servers: the command line and the listening socket.
+ *
+ *   PEER --port P --threads N
+ *
+ * Every peer reads into a 64 KiB buffer (kPeerReadSize), sets TCP_NODELAY on each accepted
+ * socket and listens on all interfaces, as plexus-server --port does. */
+#ifndef PLEXUS_BENCH_PEER_COMMON_H
+#define PLEXUS_BENCH_PEER_COMMON_H
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { kPeerReadSize = 64 * 1024, kPeerMaxThreads = 1024 };
+
+static inline void peer_usage(const char* prog) {
+  fprintf(stderr, "usage: %s --port P [--threads N]\n", prog);
+  exit(2);
+}
+
+/* Parses --port P --threads N (both required to be positive integers; threads default 1). */
+static inline void peer_parse_args(int argc, char** argv, int* port, int* threads) {
+  *port = 0;
+  *threads = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (i + 1 >= argc) peer_usage(argv[0]);
+    char* end = NULL;
+    long value = strtol(argv[i + 1], &end, 10);
+    if (*end != '\0') peer_usage(argv[0]);
+    if (strcmp(argv[i], "--port") == 0 && value > 0 && value < 65536) {
+      *port = (int)value;
+    } else if (strcmp(argv[i], "--threads") == 0 && value > 0 && value <= kPeerMaxThreads) {
+      *threads = (int)value;
+    } else {
+      peer_usage(argv[0]);
+    }
+    ++i;
+  }
+  if (*port == 0) peer_usage(argv[0]);
+}
+
+/* A nonblocking listener on 0.0.0.0:port with SO_REUSEADDR and SO_REUSEPORT, so that each loop
+ * thread can own one and the kernel spreads new connections over them. Exits on failure. */
+static inline int peer_listen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons((uint16_t)port);
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      bind(fd, (struct sockaddr*)&addr, sizeof addr) != 0 || listen(fd, SOMAXCONN) != 0) {
+    perror("listen");
+    exit(1);
+  }
+  return fd;
+}
+
+static inline void peer_set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+#endif
