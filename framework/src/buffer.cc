@@ -54,6 +54,7 @@ void Buffer::append(const void* data, size_t n) {
 
 void Buffer::prepend(const void* data, size_t n) {
   assert(n <= prependableBytes());
+  if (!data_) makeSpace(0);  // the prepend space exists once storage does
   reader_ -= n;
   std::memcpy(data_.get() + reader_, data, n);
 }

@@ -59,9 +59,9 @@ class LoadedPlugin {
 //                       'PATH' has no plexus_plugin_descriptor symbol (not a Plexus plugin)
 //                       plugin 'x' was built for plugin API version 7, this server has version 1
 //   InvalidArgument:    plugin 'x' rejected its arguments: WHAT
-absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(std::string_view name_or_path,
-                                                         const std::vector<std::string>& plugin_dirs,
-                                                         const PluginArgs& args = {});
+absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
+    std::string_view name_or_path, const std::vector<std::string>& plugin_dirs,
+    const PluginArgs& args = {});
 
 // Where plugins are looked for by default: the build tree's plugin folder, then the installed one.
 std::vector<std::string> defaultPluginDirs();

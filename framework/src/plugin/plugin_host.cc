@@ -88,7 +88,8 @@ class HostedConnection final : public Session {
   }
 
   void fail(const char* what, const char* why) {
-    LOG_ERROR("connection %s: plugin %s threw: %s; closing the connection", conn_->name(), what, why);
+    LOG_ERROR("connection %s: plugin %s threw: %s; closing the connection", conn_->name(), what,
+              why);
     failed_ = true;
     conn_->forceClose();
   }
@@ -166,8 +167,9 @@ void onWriteComplete(const TcpConnectionPtr& conn) {
 
 void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   if (!factory) LOG_FATAL("servePlugin: null factory");
-  server.setConnectionCallback(
-      [factory = std::move(factory)](const TcpConnectionPtr& conn) { onConnection(factory, conn); });
+  server.setConnectionCallback([factory = std::move(factory)](const TcpConnectionPtr& conn) {
+    onConnection(factory, conn);
+  });
   server.setMessageCallback(&onMessage);
   server.setWriteCompleteCallback(&onWriteComplete);
 }

@@ -2,12 +2,11 @@
 
 #include <dlfcn.h>
 
+#include <boost/dll/shared_library.hpp>
 #include <exception>
 #include <filesystem>
 #include <system_error>
 #include <utility>
-
-#include <boost/dll/shared_library.hpp>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -54,21 +53,23 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
   boost::dll::fs::error_code load_ec;
   // RTLD_NOW: an unresolved symbol fails here, not in the middle of serving. RTLD_LOCAL: plugins'
   // own symbols stay out of the global namespace, so two plugins never resolve to each other.
-  library->lib.load(path, load_ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  library->lib.load(path, load_ec,
+                    boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   if (load_ec || !library->lib.is_loaded()) {
     // Boost.DLL keeps dlerror()'s text after a failed load; it says why much better than errc.
     const char* why = ::dlerror();
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "'%s' is not a loadable shared object: %s", path, why ? why : load_ec.message()));
+    return absl::FailedPreconditionError(absl::StrFormat("'%s' is not a loadable shared object: %s",
+                                                         path, why ? why : load_ec.message()));
   }
 
   if (!library->lib.has(kPluginDescriptorSymbol)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "'%s' has no %s symbol (not a Plexus plugin)", path, kPluginDescriptorSymbol));
   }
-  // BOOST_DLL_ALIAS exports a `const void*` holding the descriptor's address (what get_alias reads).
-  const auto* descriptor = static_cast<const PluginDescriptor*>(
-      library->lib.get<const void*>(kPluginDescriptorSymbol));
+  // BOOST_DLL_ALIAS exports a `const void*` holding the descriptor's address (what get_alias
+  // reads).
+  const auto* descriptor =
+      static_cast<const PluginDescriptor*>(library->lib.get<const void*>(kPluginDescriptorSymbol));
   if (descriptor == nullptr) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "'%s' has a null %s symbol (not a Plexus plugin)", path, kPluginDescriptorSymbol));
@@ -111,9 +112,9 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(std::string_view name_or_path,
-                                                         const std::vector<std::string>& plugin_dirs,
-                                                         const PluginArgs& args) {
+absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
+    std::string_view name_or_path, const std::vector<std::string>& plugin_dirs,
+    const PluginArgs& args) {
   if (name_or_path.empty()) return absl::InvalidArgumentError("empty plugin name");
 
   if (isPath(name_or_path)) {
@@ -132,9 +133,10 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(std::string_view name_o
     fs::path candidate = fs::path(dir) / file_name;
     if (isFile(candidate)) return loadFile(name_or_path, candidate, args);
   }
-  return absl::NotFoundError(absl::StrFormat(
-      "plugin '%s' not found (searched: %s)", name_or_path,
-      plugin_dirs.empty() ? std::string("no plugin directories") : absl::StrJoin(plugin_dirs, ", ")));
+  return absl::NotFoundError(absl::StrFormat("plugin '%s' not found (searched: %s)", name_or_path,
+                                             plugin_dirs.empty()
+                                                 ? std::string("no plugin directories")
+                                                 : absl::StrJoin(plugin_dirs, ", ")));
 }
 
 std::vector<std::string> defaultPluginDirs() {

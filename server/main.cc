@@ -1,0 +1,134 @@
+// plexus-server: a TcpServer serving the protocol of one plugin.
+//
+// Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version), 2 for a bad option, a plugin
+// that does not load or an address it cannot listen on; the error is one line on stderr.
+
+#include <pthread.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "plexus/channel.h"
+#include "plexus/event_loop.h"
+#include "plexus/log.h"
+#include "plexus/plugin_host.h"
+#include "plexus/plugin_loader.h"
+#include "plexus/tcp_server.h"
+#include "plexus/version.h"
+#include "server_options.h"
+
+namespace plexus::server {
+namespace {
+
+// Reads the signals blocked in every thread from a signalfd on the loop, and hands each one to a
+// callback on the loop thread. Loop thread only.
+class SignalWatcher final : private EventHandler {
+ public:
+  SignalWatcher(EventLoop* loop, const sigset_t& signals, std::function<void(int)> on_signal)
+      : fd_(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC)),
+        channel_(loop, fd_, this),
+        on_signal_(std::move(on_signal)) {}
+  ~SignalWatcher() {
+    channel_.remove();  // before the close: the engine must not watch a closed fd
+    if (fd_ >= 0) ::close(fd_);
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+  absl::Status start() {
+    if (fd_ < 0) return absl::InternalError(absl::StrFormat("signalfd: %s", std::strerror(errno)));
+    return channel_.setInterest(kEventRead);
+  }
+
+ private:
+  void handleEvent(uint32_t revents) override {
+    // Until EAGAIN, so that an edge-triggered engine is served too.
+    signalfd_siginfo info;
+    while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      on_signal_(static_cast<int>(info.ssi_signo));
+    }
+  }
+
+  const int fd_;
+  Channel channel_;
+  std::function<void(int)> on_signal_;
+};
+
+int fail(const absl::Status& error) {
+  absl::FPrintF(stderr, "plexus-server: error: %s\n", error.message());
+  return 2;
+}
+
+int serve(const ServerConfig& config) {
+  setLogLevel(config.log_level);
+
+  // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so SIGINT
+  // and SIGTERM are only ever read from the signalfd, on the base loop.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto plugin = loadPlugin(config.plugin, config.plugin_dirs, config.plugin_args);
+  if (!plugin.ok()) return fail(plugin.status());
+
+  auto engine = makeEngine(config.server.engine);
+  if (!engine.ok()) return fail(engine.status());
+  EventLoop loop(*std::move(engine));
+
+  TcpServer server(&loop, config.server);
+  servePlugin(server, (*plugin)->factory());
+  // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
+  // use".
+  if (absl::Status started = server.start(); !started.ok()) return fail(started);
+
+  int signals_seen = 0;
+  SignalWatcher watcher(&loop, stop_signals, [&](int signo) {
+    if (++signals_seen == 1) {
+      const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
+      LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
+               sigabbrev_np(signo), grace);
+      server.stop(config.shutdown_timeout, [&loop] { loop.quit(); });
+    } else {
+      LOG_WARN("SIG%s again: stopping now", sigabbrev_np(signo));
+      loop.quit();  // ~TcpServer closes what is left
+    }
+  });
+  if (absl::Status watching = watcher.start(); !watching.ok()) return fail(watching);
+
+  LOG_INFO("plexus-server %s listening on %s: engine %s, %d threads%s, plugin %s",
+           PLEXUS_VERSION_STRING, server.listenAddress().toIpPort(), server.engineDescription(),
+           config.server.threads, config.server.threads == 0 ? " (all on the main loop)" : "",
+           (*plugin)->name());
+  loop.run();
+  LOG_INFO("plexus-server stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace plexus::server
+
+int main(int argc, char* argv[]) {
+  using plexus::server::ServerCommand;
+  auto command = plexus::server::parseServerOptions(argc, argv);
+  if (!command.ok()) return plexus::server::fail(command.status());
+  switch (command->action) {
+    case ServerCommand::Action::kHelp:
+    case ServerCommand::Action::kVersion:
+      std::fputs(command->text.c_str(), stdout);
+      return 0;
+    case ServerCommand::Action::kServe:
+      break;
+  }
+  return plexus::server::serve(command->config);
+}

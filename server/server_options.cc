@@ -1,0 +1,374 @@
+#include "server_options.h"
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "plexus/engine.h"
+#include "plexus/plugin_loader.h"
+#include "plexus/version.h"
+
+namespace plexus::server {
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: plexus-server [options]\n"
+    "A multi-reactor TCP server; a protocol plugin (echo by default) serves each connection.\n"
+    "Every option except --help, --version and --config may also be set in the --config file\n"
+    "(INI: 'port = 9000', 'plugin-arg = key=value'); the command line wins over the file.\n";
+
+template <typename T>
+bool parseInteger(const std::string& text, T* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+absl::StatusOr<uint16_t> parsePort(const std::string& text) {
+  int port = 0;
+  if (!parseInteger(text, &port) || port < 1 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid port '%s' (expected 1-65535)", text));
+  }
+  return static_cast<uint16_t>(port);
+}
+
+absl::StatusOr<Duration> parseSeconds(const std::string& option, const std::string& text) {
+  double seconds = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, seconds);
+  // Up to ten years: far below what a nanosecond count can hold.
+  if (ec != std::errc() || ptr != end || text.empty() || !std::isfinite(seconds) || seconds < 0 ||
+      seconds > 10 * 365 * 86400.0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid --%s '%s' (expected seconds >= 0, e.g. 30 or 0.5)", option, text));
+  }
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
+}
+
+// HOST:PORT, [V6]:PORT, :PORT, HOST or [V6] (then with `port`).
+absl::StatusOr<InetAddress> parseListen(const std::string& text, uint16_t port) {
+  std::string host = text;
+  std::optional<std::string> port_text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || (close + 1 < text.size() && text[close + 1] != ':')) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "invalid --listen '%s' (expected HOST:PORT, [IPV6]:PORT, :PORT or HOST)", text));
+    }
+    host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) port_text = text.substr(close + 2);
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    size_t colon = text.find(':');
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }  // else a host alone, or a bare IPv6 address: the port comes from --port
+  if (port_text) {
+    auto parsed = parsePort(*port_text);
+    if (!parsed.ok()) return parsed.status();
+    port = *parsed;
+  }
+  if (host.empty()) return InetAddress(port);
+  auto addr = InetAddress::resolve(host, port);
+  if (!addr.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid --listen '%s': %s", text, addr.status().message()));
+  }
+  return addr;
+}
+
+absl::StatusOr<PluginArgs> parsePluginArgs(const std::vector<std::string>& items) {
+  PluginArgs args;
+  for (const std::string& item : items) {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("invalid --plugin-arg '%s' (expected KEY=VALUE)", item));
+    }
+    if (!args.emplace(item.substr(0, eq), item.substr(eq + 1)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("duplicate --plugin-arg key '%s'", item.substr(0, eq)));
+    }
+  }
+  return args;
+}
+
+int defaultThreads() {
+  return std::min(static_cast<int>(std::thread::hardware_concurrency()), kMaxThreads);
+}
+
+std::string toString(const std::vector<std::string>& v) { return absl::StrJoin(v, ", "); }
+
+// The options a config file may set; the command line has these plus help, version and config.
+po::options_description settingsDescription(const ServerConfig& defaults) {
+  const ConnectionOptions& conn = defaults.server.connection;
+  po::options_description desc("Options");
+  // clang-format off
+  desc.add_options()
+    ("port,p", po::value<std::string>()->default_value(std::to_string(kDefaultPort)),
+        "TCP port to listen on (1-65535)")
+    ("listen", po::value<std::string>()->value_name("HOST:PORT"),
+        "address to listen on; overrides --port (default: 0.0.0.0 and --port)")
+    ("threads", po::value<std::string>()->default_value(std::to_string(defaultThreads())),
+        "sub-reactor threads, 0-1024; 0 serves everything on the main loop (default: one per CPU)")
+    ("engine", po::value<std::string>()->default_value("epoll"),
+        ("I/O engine: " + toString(engineNames())).c_str())
+    ("epoll-mode", po::value<std::string>()->default_value("oneshot"),
+        "epoll triggering: oneshot, level or edge")
+    ("balance", po::value<std::string>()->default_value("round-robin"),
+        "how connections go to threads: round-robin or least-connections")
+    ("plugin", po::value<std::string>()->default_value(defaults.plugin),
+        "protocol plugin: a name (NAME.so in the plugin dirs) or a path to a .so")
+    ("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR")
+        ->default_value(defaults.plugin_dirs, toString(defaults.plugin_dirs)),
+        "where plugin names are looked for, in order (repeatable)")
+    ("plugin-arg", po::value<std::vector<std::string>>()->value_name("KEY=VALUE"),
+        "argument for the plugin (repeatable; default: none)")
+    ("max-connections", po::value<std::string>()->default_value("0"),
+        "connections beyond this many are closed at once; 0: no limit")
+    ("idle-timeout", po::value<std::string>()->default_value("0"),
+        "close a connection idle this many seconds (fractions allowed); 0: never")
+    ("high-water-mark", po::value<std::string>()->default_value(
+        std::to_string(conn.high_water_mark / (1024 * 1024)) + "M"),
+        "pause reading a connection while this much output is queued (bytes; K, M, G suffixes); "
+        "0: no limit")
+    ("shutdown-timeout", po::value<std::string>()->default_value("5"),
+        "on SIGTERM/SIGINT, seconds given to connections to flush before they are closed")
+    ("log-level", po::value<std::string>()->default_value("info"),
+        "trace, debug, info, warn or error");
+  // clang-format on
+  return desc;
+}
+
+absl::Status readConfigFile(const std::string& file, const po::options_description& desc,
+                            po::variables_map* vm) {
+  std::error_code fs_ec;
+  if (std::filesystem::is_directory(file, fs_ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cannot read config file '%s': %s", file, std::strerror(EISDIR)));
+  }
+  std::ifstream in(file);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cannot read config file '%s': %s", file, std::strerror(errno)));
+  }
+  try {
+    po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), *vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", file, e.what()));
+  }
+  return absl::OkStatus();
+}
+
+// Turns the stored strings into a config; `vm` holds every setting (defaults included).
+absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConfig config) {
+  auto get = [&vm](const char* name) { return vm[name].as<std::string>(); };
+
+  auto port = parsePort(get("port"));
+  if (!port.ok()) return port.status();
+  config.server.listen_address = InetAddress(*port);
+  if (vm.count("listen")) {
+    auto addr = parseListen(get("listen"), *port);
+    if (!addr.ok()) return addr.status();
+    config.server.listen_address = *addr;
+  }
+
+  const std::string threads = get("threads");
+  if (!parseInteger(threads, &config.server.threads) || config.server.threads < 0 ||
+      config.server.threads > kMaxThreads) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid --threads '%s' (expected 0-%d)", threads, kMaxThreads));
+  }
+
+  const std::string engine = get("engine");
+  const std::vector<std::string>& engines = engineNames();
+  if (std::find(engines.begin(), engines.end(), engine) == engines.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown engine '%s' (known: %s)", engine, toString(engines)));
+  }
+  config.server.engine.name = engine;
+
+  const std::string mode = get("epoll-mode");
+  auto epoll_mode = parseEpollMode(mode);
+  if (!epoll_mode.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown epoll mode '%s' (known: oneshot, level, edge)", mode));
+  }
+  config.server.engine.epoll_mode = *epoll_mode;
+
+  const std::string balance = get("balance");
+  if (balance == "round-robin") {
+    config.server.balance = LoadBalance::kRoundRobin;
+  } else if (balance == "least-connections") {
+    config.server.balance = LoadBalance::kLeastConnections;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown balance '%s' (known: round-robin, least-connections)", balance));
+  }
+
+  config.plugin = get("plugin");
+  if (config.plugin.empty()) return absl::InvalidArgumentError("empty --plugin");
+  config.plugin_dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+  if (vm.count("plugin-arg")) {
+    auto args = parsePluginArgs(vm["plugin-arg"].as<std::vector<std::string>>());
+    if (!args.ok()) return args.status();
+    config.plugin_args = *std::move(args);
+  }
+
+  const std::string max_conn = get("max-connections");
+  if (!parseInteger(max_conn, &config.server.max_connections)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "invalid --max-connections '%s' (expected a count; 0: no limit)", max_conn));
+  }
+
+  auto idle = parseSeconds("idle-timeout", get("idle-timeout"));
+  if (!idle.ok()) return idle.status();
+  config.server.connection.idle_timeout = *idle;
+
+  const std::string hwm = get("high-water-mark");
+  auto hwm_bytes = parseSize(hwm);
+  if (!hwm_bytes.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "invalid --high-water-mark '%s' (expected bytes, e.g. 65536, 64K or 4M)", hwm));
+  }
+  config.server.connection.high_water_mark = *hwm_bytes;
+
+  auto grace = parseSeconds("shutdown-timeout", get("shutdown-timeout"));
+  if (!grace.ok()) return grace.status();
+  config.shutdown_timeout = *grace;
+
+  const std::string level = get("log-level");
+  auto log_level = parseLogLevel(level);
+  if (!log_level.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown log level '%s' (known: trace, debug, info, warn, error)", level));
+  }
+  config.log_level = *log_level;
+  return config;
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> parseSize(const std::string& text) {
+  uint64_t value = 0;
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || ptr == begin) {
+    return absl::InvalidArgumentError(absl::StrFormat("invalid size '%s'", text));
+  }
+  std::string suffix(ptr, end);
+  uint64_t unit = 1;
+  if (!suffix.empty()) {
+    switch (suffix[0]) {
+      case 'k':
+      case 'K':
+        unit = uint64_t{1} << 10;
+        break;
+      case 'm':
+      case 'M':
+        unit = uint64_t{1} << 20;
+        break;
+      case 'g':
+      case 'G':
+        unit = uint64_t{1} << 30;
+        break;
+      case 'b':
+      case 'B':
+        unit = 1;
+        break;
+      default:
+        unit = 0;
+    }
+    std::string rest = suffix.substr(1);
+    const bool plain_bytes = suffix[0] == 'b' || suffix[0] == 'B';
+    if (unit == 0 ||
+        (plain_bytes ? !rest.empty()
+                     : !(rest.empty() || rest == "B" || rest == "b" || rest == "iB"))) {
+      return absl::InvalidArgumentError(absl::StrFormat("invalid size '%s'", text));
+    }
+  }
+  if (value > std::numeric_limits<size_t>::max() / unit) {
+    return absl::InvalidArgumentError(absl::StrFormat("size '%s' is too large", text));
+  }
+  return static_cast<size_t>(value * unit);
+}
+
+absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const argv[]) {
+  ServerConfig defaults;
+  defaults.server.listen_address = InetAddress(kDefaultPort);
+  defaults.server.threads = defaultThreads();
+  defaults.plugin_dirs = defaultPluginDirs();
+
+  po::options_description settings = settingsDescription(defaults);
+  po::options_description general("General");
+  general.add_options()("help,h", "print this help and exit")("version,v",
+                                                              "print the version and exit")(
+      "config", po::value<std::string>()->value_name("FILE"),
+      "read settings from this INI file (default: none)");
+  po::options_description all;
+  all.add(general).add(settings);
+
+  ServerCommand command;
+  po::variables_map vm;
+  try {
+    const int style =
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).style(style).run();
+    std::vector<std::string> stray =
+        po::collect_unrecognized(parsed.options, po::include_positional);
+    if (!stray.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("unexpected argument '%s' (options start with --)", stray.front()));
+    }
+    po::store(parsed, vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+
+  if (vm.count("help")) {
+    std::ostringstream out;
+    out << kUsage << all;
+    command.action = ServerCommand::Action::kHelp;
+    command.text = out.str();
+    return command;
+  }
+  if (vm.count("version")) {
+    command.action = ServerCommand::Action::kVersion;
+    command.text = "plexus-server " PLEXUS_VERSION_STRING "\n";
+    return command;
+  }
+
+  if (vm.count("config")) {
+    defaults.config_file = vm["config"].as<std::string>();
+    // Values already stored from the command line are final; the file fills in the rest.
+    absl::Status read = readConfigFile(defaults.config_file, settings, &vm);
+    if (!read.ok()) return read;
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+
+  auto config = buildConfig(vm, std::move(defaults));
+  if (!config.ok()) return config.status();
+  command.config = *std::move(config);
+  return command;
+}
+
+}  // namespace plexus::server

@@ -1,0 +1,45 @@
+#pragma once
+// plexus-server's command line and config file, parsed apart from main() so that tests can check
+// every option. Boost.program_options stays in server_options.cc.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "plexus/log.h"
+#include "plexus/plugin.h"
+#include "plexus/tcp_server.h"
+
+namespace plexus::server {
+
+inline constexpr uint16_t kDefaultPort = 9000;
+inline constexpr int kMaxThreads = 1024;
+
+struct ServerConfig {
+  // listen address, threads, engine, balance, max connections, per-connection limits.
+  TcpServerOptions server;
+  std::string plugin = "echo";           // a name or a path
+  std::vector<std::string> plugin_dirs;  // where a plugin name is looked for, in order
+  PluginArgs plugin_args;
+  Duration shutdown_timeout = std::chrono::seconds(5);
+  LogLevel log_level = LogLevel::kInfo;
+  std::string config_file;  // empty: none was given
+};
+
+struct ServerCommand {
+  enum class Action { kServe, kHelp, kVersion };
+  Action action = Action::kServe;
+  ServerConfig config;  // kServe only
+  std::string text;     // kHelp / kVersion: what to print on stdout
+};
+
+// Parses the command line (argv[0] is the program name) and the --config file, if any; the command
+// line wins over the file. Errors are one line, without the program name, e.g.
+// "unknown engine 'foo' (known: epoll, poll, select)"; main prints "plexus-server: error: " before.
+absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const argv[]);
+
+// "65536", "64K", "4M", "1G" (also "64k", "64KB", "64KiB"): bytes, with binary suffixes.
+absl::StatusOr<size_t> parseSize(const std::string& text);
+
+}  // namespace plexus::server
