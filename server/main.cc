@@ -111,6 +111,10 @@ int serve(const ServerConfig& config) {
            config.server.threads, config.server.threads == 0 ? " (all on the main loop)" : "",
            (*plugin)->name());
   loop.run();
+  if (config.print_stats) {
+    // One line, for scripts: what every loop asked of the kernel.
+    absl::FPrintF(stderr, "stats: %s\n", server.stats().toJson());
+  }
   LOG_INFO("plexus-server stopped");
   return 0;
 }

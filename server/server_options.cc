@@ -149,7 +149,9 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
     ("shutdown-timeout", po::value<std::string>()->default_value("5"),
         "on SIGTERM/SIGINT, seconds given to connections to flush before they are closed")
     ("log-level", po::value<std::string>()->default_value("info"),
-        "trace, debug, info, warn or error");
+        "trace, debug, info, warn or error")
+    ("stats", po::bool_switch()->default_value(false),
+        "at exit, print the loops' syscall counters as one line 'stats: {json}' on stderr");
   // clang-format on
   return desc;
 }
@@ -246,6 +248,8 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
         "invalid --high-water-mark '%s' (expected bytes, e.g. 65536, 64K or 4M)", hwm));
   }
   config.server.connection.high_water_mark = *hwm_bytes;
+
+  config.print_stats = vm["stats"].as<bool>();
 
   auto grace = parseSeconds("shutdown-timeout", get("shutdown-timeout"));
   if (!grace.ok()) return grace.status();

@@ -24,6 +24,7 @@ struct ServerConfig {
   PluginArgs plugin_args;
   Duration shutdown_timeout = std::chrono::seconds(5);
   LogLevel log_level = LogLevel::kInfo;
+  bool print_stats = false;  // --stats
   std::string config_file;  // empty: none was given
 };
 

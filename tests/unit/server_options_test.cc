@@ -1,0 +1,339 @@
+// plexus-server's options: defaults, every option, short forms, the config file, every error.
+
+#include "server_options.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "plexus/plugin_loader.h"
+
+namespace plexus::server {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+absl::StatusOr<ServerCommand> parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "plexus-server");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
+  return parseServerOptions(static_cast<int>(args.size()), argv.data());
+}
+
+// Parses a command line that must be valid and returns its config.
+ServerConfig config(std::vector<std::string> args) {
+  auto command = parse(std::move(args));
+  EXPECT_TRUE(command.ok()) << command.status();
+  if (!command.ok()) return {};
+  EXPECT_EQ(command->action, ServerCommand::Action::kServe);
+  return command->config;
+}
+
+// The error message of a command line that must be refused.
+std::string error(std::vector<std::string> args) {
+  auto command = parse(std::move(args));
+  EXPECT_FALSE(command.ok());
+  if (command.ok()) return "(accepted)";
+  EXPECT_EQ(command.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(command.status().message());
+}
+
+class ConfigFile {
+ public:
+  explicit ConfigFile(const std::string& contents) {
+    std::string tmpl = ::testing::TempDir() + "plexus_server_XXXXXX.ini";
+    int fd = ::mkstemps(tmpl.data(), 4);
+    ::close(fd);
+    path_ = tmpl;
+    std::ofstream(path_) << contents;
+  }
+  ~ConfigFile() { std::filesystem::remove(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ServerOptionsTest, Defaults) {
+  ServerConfig c = config({});
+  EXPECT_EQ(c.server.listen_address.toIpPort(), "0.0.0.0:9000");
+  int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  EXPECT_EQ(c.server.threads, std::min(cpus, 1024));
+  EXPECT_EQ(c.server.engine.name, "epoll");
+  EXPECT_EQ(c.server.engine.epoll_mode, EpollMode::kOneshot);
+  EXPECT_EQ(c.server.balance, LoadBalance::kRoundRobin);
+  EXPECT_EQ(c.server.max_connections, 0u);
+  EXPECT_EQ(c.server.connection.idle_timeout, Duration(0));
+  EXPECT_EQ(c.server.connection.high_water_mark, 4u * 1024 * 1024);
+  EXPECT_EQ(c.plugin, "echo");
+  EXPECT_EQ(c.plugin_dirs, defaultPluginDirs());
+  EXPECT_TRUE(c.plugin_args.empty());
+  EXPECT_EQ(c.shutdown_timeout, seconds(5));
+  EXPECT_EQ(c.log_level, LogLevel::kInfo);
+  EXPECT_EQ(c.config_file, "");
+}
+
+TEST(ServerOptionsTest, EveryOption) {
+  ServerConfig c = config({"--port",
+                           "7001",
+                           "--threads",
+                           "3",
+                           "--engine",
+                           "poll",
+                           "--epoll-mode",
+                           "edge",
+                           "--balance",
+                           "least-connections",
+                           "--plugin",
+                           "/x/y.so",
+                           "--plugin-dir",
+                           "/a",
+                           "--plugin-dir",
+                           "/b",
+                           "--plugin-arg",
+                           "k=v",
+                           "--plugin-arg",
+                           "expr=a=b",
+                           "--plugin-arg",
+                           "empty=",
+                           "--max-connections",
+                           "100",
+                           "--idle-timeout",
+                           "2.5",
+                           "--high-water-mark",
+                           "64K",
+                           "--shutdown-timeout",
+                           "0.25",
+                           "--log-level",
+                           "debug"});
+  EXPECT_EQ(c.server.listen_address.toIpPort(), "0.0.0.0:7001");
+  EXPECT_EQ(c.server.threads, 3);
+  EXPECT_EQ(c.server.engine.name, "poll");
+  EXPECT_EQ(c.server.engine.epoll_mode, EpollMode::kEdge);
+  EXPECT_EQ(c.server.balance, LoadBalance::kLeastConnections);
+  EXPECT_EQ(c.plugin, "/x/y.so");
+  EXPECT_EQ(c.plugin_dirs, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(c.plugin_args, (PluginArgs{{"k", "v"}, {"expr", "a=b"}, {"empty", ""}}));
+  EXPECT_EQ(c.server.max_connections, 100u);
+  EXPECT_EQ(c.server.connection.idle_timeout, milliseconds(2500));
+  EXPECT_EQ(c.server.connection.high_water_mark, 65536u);
+  EXPECT_EQ(c.shutdown_timeout, milliseconds(250));
+  EXPECT_EQ(c.log_level, LogLevel::kDebug);
+}
+
+TEST(ServerOptionsTest, ShortAndEqualsForms) {
+  EXPECT_EQ(config({"-p", "7002"}).server.listen_address.port(), 7002);
+  EXPECT_EQ(config({"-p7003"}).server.listen_address.port(), 7003);
+  EXPECT_EQ(config({"--port=7004"}).server.listen_address.port(), 7004);
+  EXPECT_EQ(config({"--engine=select"}).server.engine.name, "select");
+}
+
+TEST(ServerOptionsTest, ThreadsRange) {
+  EXPECT_EQ(config({"--threads", "0"}).server.threads, 0);
+  EXPECT_EQ(config({"--threads", "1024"}).server.threads, 1024);
+  EXPECT_EQ(error({"--threads", "-1"}), "invalid --threads '-1' (expected 0-1024)");
+  EXPECT_EQ(error({"--threads", "1025"}), "invalid --threads '1025' (expected 0-1024)");
+  EXPECT_EQ(error({"--threads", "two"}), "invalid --threads 'two' (expected 0-1024)");
+}
+
+TEST(ServerOptionsTest, Listen) {
+  EXPECT_EQ(config({"--listen", "127.0.0.1:7005"}).server.listen_address.toIpPort(),
+            "127.0.0.1:7005");
+  EXPECT_EQ(config({"--listen", ":7006"}).server.listen_address.toIpPort(), "0.0.0.0:7006");
+  // A host alone takes --port; --listen's own port wins over --port.
+  EXPECT_EQ(config({"--listen", "127.0.0.1", "--port", "7007"}).server.listen_address.toIpPort(),
+            "127.0.0.1:7007");
+  EXPECT_EQ(
+      config({"--port", "7008", "--listen", "127.0.0.1:7009"}).server.listen_address.toIpPort(),
+      "127.0.0.1:7009");
+  EXPECT_EQ(config({"--listen", "[::1]:7010"}).server.listen_address.toIpPort(), "[::1]:7010");
+  EXPECT_EQ(config({"--listen", "localhost:7011"}).server.listen_address.port(), 7011);
+  EXPECT_EQ(error({"--listen", "127.0.0.1:0"}), "invalid port '0' (expected 1-65535)");
+  EXPECT_EQ(error({"--listen", "127.0.0.1:x"}), "invalid port 'x' (expected 1-65535)");
+  EXPECT_EQ(error({"--listen", "[::1"}).rfind("invalid --listen '[::1'", 0), 0u);
+  EXPECT_EQ(error({"--listen", "no.such.host.invalid:80"})
+                .rfind("invalid --listen 'no.such.host.invalid:80': ", 0),
+            0u);
+}
+
+TEST(ServerOptionsTest, Sizes) {
+  EXPECT_EQ(*parseSize("0"), 0u);
+  EXPECT_EQ(*parseSize("100"), 100u);
+  EXPECT_EQ(*parseSize("100B"), 100u);
+  EXPECT_EQ(*parseSize("64K"), 65536u);
+  EXPECT_EQ(*parseSize("64k"), 65536u);
+  EXPECT_EQ(*parseSize("64KB"), 65536u);
+  EXPECT_EQ(*parseSize("64KiB"), 65536u);
+  EXPECT_EQ(*parseSize("4M"), 4u << 20);
+  EXPECT_EQ(*parseSize("1G"), 1u << 30);
+  for (const char* bad :
+       {"", "abc", "K", "-1", "12Q", "64KX", "64KBB", "1.5M", " 1", "99999999999G"}) {
+    EXPECT_FALSE(parseSize(bad).ok()) << bad;
+  }
+  EXPECT_EQ(config({"--high-water-mark", "0"}).server.connection.high_water_mark, 0u);
+  EXPECT_EQ(error({"--high-water-mark", "12Q"}),
+            "invalid --high-water-mark '12Q' (expected bytes, e.g. 65536, 64K or 4M)");
+}
+
+TEST(ServerOptionsTest, BadValues) {
+  EXPECT_EQ(error({"--engine", "foo"}), "unknown engine 'foo' (known: epoll, poll, select)");
+  EXPECT_EQ(error({"--epoll-mode", "sometimes"}),
+            "unknown epoll mode 'sometimes' (known: oneshot, level, edge)");
+  EXPECT_EQ(error({"--balance", "random"}),
+            "unknown balance 'random' (known: round-robin, least-connections)");
+  EXPECT_EQ(error({"--port", "0"}), "invalid port '0' (expected 1-65535)");
+  EXPECT_EQ(error({"--port", "70000"}), "invalid port '70000' (expected 1-65535)");
+  EXPECT_EQ(error({"--port", "abc"}), "invalid port 'abc' (expected 1-65535)");
+  EXPECT_EQ(error({"--port", "80x"}), "invalid port '80x' (expected 1-65535)");
+  EXPECT_EQ(error({"--plugin-arg", "novalue"}),
+            "invalid --plugin-arg 'novalue' (expected KEY=VALUE)");
+  EXPECT_EQ(error({"--plugin-arg", "=v"}), "invalid --plugin-arg '=v' (expected KEY=VALUE)");
+  EXPECT_EQ(error({"--plugin-arg", "k=1", "--plugin-arg", "k=2"}),
+            "duplicate --plugin-arg key 'k'");
+  EXPECT_EQ(error({"--max-connections", "-5"}),
+            "invalid --max-connections '-5' (expected a count; 0: no limit)");
+  EXPECT_EQ(error({"--idle-timeout", "-1"}),
+            "invalid --idle-timeout '-1' (expected seconds >= 0, e.g. 30 or 0.5)");
+  EXPECT_EQ(error({"--idle-timeout", "soon"}),
+            "invalid --idle-timeout 'soon' (expected seconds >= 0, e.g. 30 or 0.5)");
+  EXPECT_EQ(error({"--shutdown-timeout", "inf"}),
+            "invalid --shutdown-timeout 'inf' (expected seconds >= 0, e.g. 30 or 0.5)");
+  EXPECT_EQ(error({"--log-level", "loud"}),
+            "unknown log level 'loud' (known: trace, debug, info, warn, error)");
+  EXPECT_EQ(error({"--plugin", ""}), "empty --plugin");
+}
+
+TEST(ServerOptionsTest, CommandLineMistakes) {
+  EXPECT_EQ(error({"--bogus"}), "unrecognised option '--bogus'");
+  EXPECT_EQ(error({"--port"}), "the required argument for option '--port' is missing");
+  EXPECT_EQ(error({"--port", "1", "--port", "2"}),
+            "option '--port' cannot be specified more than once");
+  EXPECT_EQ(error({"stray"}), "unexpected argument 'stray' (options start with --)");
+  EXPECT_EQ(error({"--port", "7000", "8000"}),
+            "unexpected argument '8000' (options start with --)");
+  // No abbreviations: "--thread" is not "--threads".
+  EXPECT_EQ(error({"--thread", "2"}), "unrecognised option '--thread'");
+}
+
+TEST(ServerOptionsTest, HelpListsEveryOptionWithItsDefault) {
+  for (const char* flag : {"--help", "-h"}) {
+    auto command = parse({flag});
+    ASSERT_TRUE(command.ok()) << command.status();
+    EXPECT_EQ(command->action, ServerCommand::Action::kHelp);
+    const std::string& text = command->text;
+    for (const char* option : {"--port",
+                               "-p",
+                               "--listen",
+                               "--threads",
+                               "--engine",
+                               "--epoll-mode",
+                               "--balance",
+                               "--plugin ",
+                               "--plugin-dir",
+                               "--plugin-arg",
+                               "--max-connections",
+                               "--idle-timeout",
+                               "--high-water-mark",
+                               "--shutdown-timeout",
+                               "--config",
+                               "--log-level",
+                               "--help",
+                               "-h",
+                               "--version",
+                               "-v"}) {
+      EXPECT_NE(text.find(option), std::string::npos) << option << "\n" << text;
+    }
+    for (const char* value : {"(=9000)", "(=epoll)", "(=oneshot)", "(=round-robin)", "(=echo)",
+                              "(=4M)", "(=5)", "(=info)", "(=0)"}) {
+      EXPECT_NE(text.find(value), std::string::npos) << value << "\n" << text;
+    }
+  }
+  // Help wins even next to a bad value.
+  auto command = parse({"--engine", "foo", "--help"});
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->action, ServerCommand::Action::kHelp);
+}
+
+TEST(ServerOptionsTest, Version) {
+  for (const char* flag : {"--version", "-v"}) {
+    auto command = parse({flag});
+    ASSERT_TRUE(command.ok()) << command.status();
+    EXPECT_EQ(command->action, ServerCommand::Action::kVersion);
+    EXPECT_EQ(command->text, "plexus-server 0.1.0\n");
+  }
+}
+
+TEST(ServerOptionsTest, ConfigFileWithCommandLineWinning) {
+  ConfigFile file(
+      "# a comment\n"
+      "port = 7100\n"
+      "threads = 1\n"
+      "engine = select\n"
+      "plugin = testproto\n"
+      "plugin-dir = /from/file\n"
+      "plugin-arg = greeting=hi\n"
+      "plugin-arg = x=y=z\n"
+      "idle-timeout = 30\n"
+      "high-water-mark = 1M\n"
+      "log-level = warn\n");
+  ServerConfig c = config({"--config", file.path(), "--port", "7101", "--engine", "poll"});
+  EXPECT_EQ(c.config_file, file.path());
+  EXPECT_EQ(c.server.listen_address.port(), 7101);  // command line
+  EXPECT_EQ(c.server.engine.name, "poll");          // command line
+  EXPECT_EQ(c.server.threads, 1);                   // file
+  EXPECT_EQ(c.plugin, "testproto");
+  EXPECT_EQ(c.plugin_dirs, std::vector<std::string>{"/from/file"});
+  EXPECT_EQ(c.plugin_args, (PluginArgs{{"greeting", "hi"}, {"x", "y=z"}}));
+  EXPECT_EQ(c.server.connection.idle_timeout, seconds(30));
+  EXPECT_EQ(c.server.connection.high_water_mark, 1u << 20);
+  EXPECT_EQ(c.log_level, LogLevel::kWarn);
+
+  // A repeatable option given on the command line replaces the file's list, it does not add to it.
+  ServerConfig d = config({"--config", file.path(), "--plugin-arg", "greeting=yo"});
+  EXPECT_EQ(d.plugin_args, (PluginArgs{{"greeting", "yo"}}));
+}
+
+TEST(ServerOptionsTest, ConfigFileErrors) {
+  EXPECT_EQ(error({"--config", "/no/such/file.ini"}),
+            "cannot read config file '/no/such/file.ini': No such file or directory");
+  EXPECT_EQ(error({"--config", ::testing::TempDir()}),
+            "cannot read config file '" + ::testing::TempDir() + "': Is a directory");
+
+  ConfigFile unknown("bogus = 1\n");
+  EXPECT_EQ(error({"--config", unknown.path()}),
+            "config file '" + unknown.path() + "': unrecognised option 'bogus'");
+
+  ConfigFile malformed("port 7000\n");
+  std::string message = error({"--config", malformed.path()});
+  EXPECT_EQ(message.rfind("config file '" + malformed.path() + "': ", 0), 0u) << message;
+
+  ConfigFile nested("config = other.ini\n");
+  EXPECT_EQ(error({"--config", nested.path()}),
+            "config file '" + nested.path() + "': unrecognised option 'config'");
+
+  ConfigFile bad_value("engine = kqueue\n");
+  EXPECT_EQ(error({"--config", bad_value.path()}),
+            "unknown engine 'kqueue' (known: epoll, poll, select)");
+}
+
+}  // namespace
+}  // namespace plexus::server
+
+namespace plexus::server {
+namespace {
+
+TEST(ServerOptionsTest, StatsSwitch) {
+  EXPECT_FALSE(config({}).print_stats);
+  EXPECT_TRUE(config({"--stats"}).print_stats);
+}
+
+}  // namespace
+}  // namespace plexus::server
