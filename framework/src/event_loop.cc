@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "plexus/buffer.h"
 #include "plexus/log.h"
 #include "timer_queue.h"
 #include "wakeup.h"
@@ -9,7 +10,8 @@
 namespace plexus {
 namespace {
 
-thread_local EventLoop* t_loop_in_this_thread = nullptr;
+// initial-exec: a plain %fs-relative access, no __tls_get_addr call (libplexus is never dlopen()ed).
+__attribute__((tls_model("initial-exec"))) thread_local EventLoop* t_loop_in_this_thread = nullptr;
 std::atomic<uint64_t> g_timer_seq{0};
 constexpr int kMaxWaitMs = 10000;
 
@@ -33,7 +35,9 @@ EventLoop::EventLoop(std::unique_ptr<Engine> engine)
     : thread_id_(std::this_thread::get_id()),
       engine_(std::move(engine)),
       engine_description_(engine_->description()),
-      edge_triggered_(engine_->edgeTriggered()) {
+      edge_triggered_(engine_->edgeTriggered()),
+      needs_rearm_(engine_->needsRearm()),
+      read_buffer_(std::make_unique<Buffer>()) {
   if (t_loop_in_this_thread != nullptr) {
     LOG_FATAL("another EventLoop already runs in thread %s: one loop per thread",
               threadIdString(thread_id_));
@@ -45,6 +49,8 @@ EventLoop::EventLoop(std::unique_ptr<Engine> engine)
 }
 
 EventLoop::~EventLoop() {
+  // Wait for a quit() from another thread that may still be inside wakeup().
+  { absl::MutexLock lock(&mutex_); }
   // Timers and the wakeup fd leave the engine before the engine goes.
   timers_.reset();
   wakeup_.reset();
@@ -78,7 +84,7 @@ void EventLoop::run() {
       auto* channel = static_cast<Channel*>(ev.ctx);
       current_removed_ = false;
       channel->handleEvent(ev.events);
-      if (!current_removed_) engine_->rearm(ev.fd, channel->interest(), channel);
+      if (needs_rearm_ && !current_removed_) engine_->rearm(ev.fd, channel->interest(), channel);
     }
     handling_events_ = false;
     runPendingFunctors();
@@ -87,8 +93,15 @@ void EventLoop::run() {
 }
 
 void EventLoop::quit() {
+  if (isInLoopThread()) {
+    quit_.store(true, std::memory_order_release);
+    return;
+  }
+  // Under the lock the destructor takes too: once run() has seen quit_ and returned, the owner may
+  // destroy the loop, and must not do so while this thread is still inside wakeup().
+  absl::MutexLock lock(&mutex_);
   quit_.store(true, std::memory_order_release);
-  if (!isInLoopThread()) wakeup();
+  wakeup();
 }
 
 void EventLoop::runInLoop(Functor cb) {
@@ -103,6 +116,7 @@ void EventLoop::queueInLoop(Functor cb) {
   {
     absl::MutexLock lock(&mutex_);
     pending_.push_back(std::move(cb));
+    has_pending_.store(true, std::memory_order_release);
   }
   // From the loop thread while it handles events, the functors run at the end of this iteration
   // anyway; otherwise the loop may be (or be about to be) blocked in wait.
@@ -114,11 +128,14 @@ void EventLoop::queueInLoop(Functor cb) {
 void EventLoop::wakeup() { wakeup_->wake(); }
 
 void EventLoop::runPendingFunctors() {
+  // Most iterations queue nothing: no lock then. A functor queued after this check wakes the loop.
+  if (!has_pending_.load(std::memory_order_acquire)) return;
   std::vector<Functor> functors;
   calling_pending_.store(true, std::memory_order_relaxed);
   {
     absl::MutexLock lock(&mutex_);
     functors.swap(pending_);
+    has_pending_.store(false, std::memory_order_relaxed);
   }
   for (Functor& f : functors) f();
   calling_pending_.store(false, std::memory_order_relaxed);

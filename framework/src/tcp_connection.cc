@@ -11,15 +11,6 @@
 #include "socket_ops.h"
 
 namespace plexus {
-namespace {
-
-// Reads land in this per-thread buffer while a connection has no partial input of its own; only
-// bytes the message callback leaves behind are copied into the connection's input buffer. So an
-// echo-style handler allocates nothing per message and an idle connection holds no input memory.
-thread_local Buffer t_read_buffer;
-
-}  // namespace
-
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
                              const InetAddress& peer,
                              std::shared_ptr<const ConnectionCallbacks> callbacks,
@@ -77,44 +68,28 @@ void TcpConnection::closeFdNow() {
 }
 
 void TcpConnection::handleEvent(uint32_t revents) {
-  in_handler_ = true;
+  // One reference for the whole event, handed to every callback it runs.
+  const TcpConnectionPtr guard = shared_from_this();
   if ((revents & kEventHangup) && !(revents & kEventRead)) {
     handleClose();
   } else if (revents & kEventError) {
     handleError();
   } else {
-    if (revents & (kEventRead | kEventPriority | kEventReadHangup)) handleRead();
+    if (revents & (kEventRead | kEventPriority | kEventReadHangup)) handleRead(guard);
     if ((revents & kEventWrite) && state_.load(std::memory_order_relaxed) != kDisconnected) {
-      handleWrite();
+      handleWrite(guard);
     }
   }
-  in_handler_ = false;
-  if (drained_pending_) runWriteComplete();
 }
 
-void TcpConnection::runWriteComplete() {
-  // Sends that completed at once during the event report "drained" here, after the handler
-  // returned, so a write-complete callback that sends again does not recurse.
-  for (int round = 0; drained_pending_ && round < 16; ++round) {
-    drained_pending_ = false;
-    if (!output_.empty() || state_.load(std::memory_order_relaxed) == kDisconnected) return;
-    in_handler_ = true;
-    callbacks_->write_complete(shared_from_this());
-    in_handler_ = false;
-  }
-  if (drained_pending_) {
-    drained_pending_ = false;
-    loop_->queueInLoop([self = shared_from_this()] {
-      self->drained_pending_ = true;
-      self->runWriteComplete();
-    });
-  }
-}
-
-void TcpConnection::handleRead() {
+void TcpConnection::handleRead(const TcpConnectionPtr& self) {
   const bool edge = loop_->edgeTriggered();
   for (;;) {
-    Buffer* in = input_.empty() ? &t_read_buffer : &input_;
+    // Reads land in the loop's shared buffer while this connection has no partial input of its
+    // own; only bytes the message callback leaves behind are copied into input_. So an echo-style
+    // handler allocates nothing per message and an idle connection holds no input memory.
+    Buffer& shared = loop_->readBuffer();
+    Buffer* in = input_.empty() ? &shared : &input_;
     int saved_errno = 0;
     const ssize_t n = in->readFd(channel_.fd(), &saved_errno);
     loop_->counters().read_calls.add();
@@ -122,14 +97,14 @@ void TcpConnection::handleRead() {
       bytes_received_ += static_cast<uint64_t>(n);
       if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
       if (callbacks_->message) {
-        callbacks_->message(shared_from_this(), in);
+        callbacks_->message(self, in);
       } else {
         in->retrieveAll();
       }
-      if (in == &t_read_buffer && !t_read_buffer.empty()) {
+      if (in == &shared && !shared.empty()) {
         // Keep the unconsumed tail with this connection.
-        input_.append(t_read_buffer.peek(), t_read_buffer.readableBytes());
-        t_read_buffer.retrieveAll();
+        input_.append(shared.peek(), shared.readableBytes());
+        shared.retrieveAll();
       }
       // Edge-triggered: go on until EAGAIN. Even a short read does not prove the socket drained:
       // a FIN that came with the data has no edge of its own.
@@ -160,7 +135,7 @@ void TcpConnection::handlePeerClosed() {
   updateReadInterest();
 }
 
-void TcpConnection::handleWrite() {
+void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
   const ssize_t n = ::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
   loop_->counters().write_calls.add();
@@ -176,7 +151,7 @@ void TcpConnection::handleWrite() {
   if (output_.empty()) {
     channel_.disableWriting();
     output_.releaseIfEmpty();
-    if (callbacks_->write_complete) callbacks_->write_complete(shared_from_this());
+    if (callbacks_->write_complete) callbacks_->write_complete(self);
     afterOutputDrained();
   } else if (backpressured_ && output_.readableBytes() <= lowWaterMark()) {
     backpressured_ = false;
@@ -268,13 +243,8 @@ void TcpConnection::sendInLoop(const char* data, size_t len) {
       written = static_cast<size_t>(n);
       bytes_sent_ += written;
       if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
-      if (written == len) {
-        if (callbacks_->write_complete) {
-          drained_pending_ = true;
-          if (!in_handler_) runWriteComplete();
-        }
-        return;
-      }
+      // All written at once: nothing was queued, so no write-complete follows.
+      if (written == len) return;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
       handleClose();

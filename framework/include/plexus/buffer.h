@@ -23,6 +23,7 @@ class Buffer {
  public:
   static constexpr size_t kCheapPrepend = 8;
   static constexpr size_t kInitialSize = 2048;
+  static constexpr char kEmpty[1] = {0};  // what peek() points at before storage exists
 
   Buffer() = default;
   Buffer(Buffer&&) noexcept;
@@ -39,7 +40,7 @@ class Buffer {
   bool empty() const { return writer_ == reader_; }
 
   // The readable bytes. Valid until the next non-const call.
-  const char* peek() const { return data_.get() + reader_; }
+  const char* peek() const { return data_ ? data_.get() + reader_ : kEmpty; }
   std::string_view view() const { return {peek(), readableBytes()}; }
 
   void retrieve(size_t n);  // n <= readableBytes()

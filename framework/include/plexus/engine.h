@@ -77,6 +77,9 @@ class Engine {
     (void)ctx;
   }
 
+  // True when rearm() does anything (oneshot engines): the loop skips the call otherwise.
+  virtual bool needsRearm() const { return false; }
+
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
   virtual bool edgeTriggered() const { return false; }
 

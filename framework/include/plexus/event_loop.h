@@ -26,6 +26,8 @@
 
 namespace plexus {
 
+class Buffer;
+
 namespace detail {
 class TimerQueue;
 class Wakeup;
@@ -53,9 +55,11 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // Runs until quit(). Loop thread only.
+  // Runs until quit(). Loop thread only. A loop can run again after it returned; a quit() that
+  // came before run() started is forgotten.
   void run();
-  // Makes run() return after the current iteration. Any thread.
+  // Makes run() return after the current iteration. Any thread; the loop may be destroyed once
+  // run() returned, even while another thread's quit() is finishing (the destructor waits for it).
   void quit();
 
   // Runs `cb` now when called on the loop thread, else queues it. Any thread.
@@ -86,6 +90,9 @@ class EventLoop {
   Engine& engine() { return *engine_; }
   const std::string& engineDescription() const { return engine_description_; }
   bool edgeTriggered() const { return edge_triggered_; }
+  // A buffer the loop's connections read into while they hold no partial input of their own, so
+  // an idle connection keeps no input buffer. Loop thread only; empty between events.
+  Buffer& readBuffer() { return *read_buffer_; }
   // Number of completed loop iterations (for tests and stats). Any thread.
   uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
 
@@ -106,6 +113,8 @@ class EventLoop {
   std::unique_ptr<Engine> engine_;
   const std::string engine_description_;
   const bool edge_triggered_;
+  const bool needs_rearm_;
+  std::unique_ptr<Buffer> read_buffer_;
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> iterations_{0};
   Counters counters_;
@@ -121,6 +130,7 @@ class EventLoop {
   // Set while the loop thread runs the swapped-out functors: a functor queued then must wake the
   // loop again, or it would wait for the next event.
   std::atomic<bool> calling_pending_{false};
+  std::atomic<bool> has_pending_{false};  // pending_ is not empty
 };
 
 }  // namespace plexus

@@ -53,7 +53,9 @@ class ProtocolHandler {
   // New bytes arrived; they are appended to `input`. Retrieve what you consumed, leave the rest for
   // the next call.
   virtual void onData(Session& session, Buffer& input) = 0;
-  // Everything queued with send() has been written to the socket.
+  // Bytes that send() had to queue have all been written to the socket. A send the socket took
+  // whole reports nothing (pendingOutputBytes() is 0 right after it): a producer sends while
+  // pendingOutputBytes() is 0 and resumes here.
   virtual void onDrained(Session& session) { (void)session; }
   // The connection closed; the session can no longer send.
   virtual void onClose(Session& session) { (void)session; }

@@ -104,8 +104,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
 
   void handleEvent(uint32_t revents) override;
-  void handleRead();
-  void handleWrite();
+  void handleRead(const TcpConnectionPtr& self);
+  void handleWrite(const TcpConnectionPtr& self);
   void handleClose();
   void handleError();
   void sendInLoop(const char* data, size_t len);
@@ -117,7 +117,6 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void onIdleTimer();
   void afterOutputDrained();
   void handlePeerClosed();
-  void runWriteComplete();
   void closeFdNow();
   bool wantsToRead() const;
   size_t lowWaterMark() const;
@@ -131,8 +130,6 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
   bool write_shut_ = false;
   bool fd_open_ = true;
-  bool in_handler_ = false;       // inside handleEvent() or a write-complete callback
-  bool drained_pending_ = false;  // a send completed at once; report write-complete after
   Channel channel_;
   Buffer input_;
   Buffer output_;

@@ -92,18 +92,23 @@ absl::Status EpollEngine::remove(int fd) {
 }
 
 absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* out) {
-  out->clear();
   int n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
   if (n < 0) {
-    if (errno == EINTR) return 0;
-    return absl::ErrnoToStatus(errno, "epoll_wait");
+    const int err = errno;
+    out->clear();
+    if (err == EINTR) return 0;
+    return absl::ErrnoToStatus(err, "epoll_wait");
   }
-  out->reserve(static_cast<size_t>(n));
+  // Written in place: no per-event capacity checks on the loop's hot path.
+  out->resize(static_cast<size_t>(n));
+  ReadyEvent* ready = out->data();
+  FdState* fds = fds_.data();
+  const bool oneshot = mode_ == EpollMode::kOneshot;
   for (int i = 0; i < n; ++i) {
     const int fd = events_[i].data.fd;
-    FdState& s = fds_[fd];
-    if (mode_ == EpollMode::kOneshot) s.armed = false;
-    out->push_back(ReadyEvent{fd, events_[i].events, s.ctx});
+    FdState& s = fds[fd];
+    if (oneshot) s.armed = false;
+    ready[i] = ReadyEvent{fd, events_[i].events, s.ctx};
   }
   // A full array may have left ready fds behind; make room for them next time.
   if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);

@@ -29,6 +29,7 @@ class EpollEngine final : public Engine {
   absl::Status remove(int fd) override;
   absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
   void rearm(int fd, uint32_t interest, void* ctx) override;
+  bool needsRearm() const override { return mode_ == EpollMode::kOneshot; }
   bool edgeTriggered() const override { return mode_ == EpollMode::kEdge; }
 
   EpollMode mode() const { return mode_; }
