@@ -17,6 +17,7 @@ absl::StatusOr<ClientCommand> parseClientCommand(int argc, const char* const arg
   double timeout_s = 3;
   po::options_description desc(
       "Usage: plexus-client [OPTIONS]\n"
+      "       plexus-client bench [OPTIONS]   (load generator; see plexus-client bench --help)\n"
       "Connects to a Plexus server. With a terminal on stdin, sends each line typed at the \"% \"\n"
       "prompt and prints the reply (\"quit\" or Ctrl-D leaves). Otherwise streams stdin to the\n"
       "server and every reply byte to stdout until the server closes.\n\n"

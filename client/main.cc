@@ -1,6 +1,7 @@
 // plexus-client: talks to a Plexus server, interactively (stdin is a terminal) or as a stream.
 //
 //   plexus-client [-s HOST] [-p PORT] [--connect-timeout S] [--retry N]
+//   plexus-client bench [-s HOST] [-p PORT] [--connections C] [--size S] ...   (see bench.h)
 //
 // Exit status: 0 done, 1 connect or I/O failure, 2 bad command line.
 
@@ -13,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/bench.h"
 #include "client/client_connection.h"
 #include "client/client_options.h"
 #include "client/fd_io.h"
@@ -78,7 +80,9 @@ int runConnect(int argc, const char* const argv[]) {
 }  // namespace plexus::client
 
 int main(int argc, char* argv[]) {
-  // Subcommands are chosen by the first argument; everything else is the default command. A later
-  // `plexus-client bench ...` (load generator, client/bench.{h,cc}) is dispatched here.
+  // Subcommands are chosen by the first argument; everything else is the default command.
+  if (argc >= 2 && std::string_view(argv[1]) == "bench") {
+    return plexus::client::runBenchCommand(argc - 1, argv + 1);  // load generator
+  }
   return plexus::client::runConnect(argc, argv);
 }

@@ -1,0 +1,109 @@
+#include "client/bench_report.h"
+
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace plexus::client {
+namespace {
+
+double us(int64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+std::string jsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (u < 0x20) {
+      out += absl::StrFormat("\\u%04x", u);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string sizeText(size_t size) {
+  if (size >= (1u << 20) && size % (1u << 20) == 0) return absl::StrFormat("%u MiB", size >> 20);
+  if (size >= 1024 && size % 1024 == 0) return absl::StrFormat("%u KiB", size >> 10);
+  return absl::StrFormat("%u B", size);
+}
+
+}  // namespace
+
+std::string formatSummary(const BenchResult& r) {
+  std::string out;
+  if (r.open_loop) {
+    absl::StrAppendFormat(&out,
+                          "plexus-client bench: open loop, %.6g msg/s target (%.4g per connection), "
+                          "against %s\n",
+                          r.rate, r.connections > 0 ? r.rate / r.connections : 0.0, r.server);
+  } else {
+    absl::StrAppendFormat(&out, "plexus-client bench: closed loop (ping-pong) against %s\n",
+                          r.server);
+  }
+  absl::StrAppendFormat(&out, "  connections  %d of %d up, %d thread%s, engine %s\n", r.connected,
+                        r.connections, r.threads, r.threads == 1 ? "" : "s", r.engine);
+  absl::StrAppendFormat(&out, "  message      %s, verify %s\n", sizeText(r.size),
+                        r.verify ? "on" : "off");
+  std::string window = r.count > 0 ? absl::StrFormat("%d round trips per connection in %.3f s",
+                                                     r.count, r.duration_s)
+                                   : absl::StrFormat("%.3f s", r.duration_s);
+  if (r.warmup_s > 0) absl::StrAppendFormat(&window, ", after a %.3g s warm-up", r.warmup_s);
+  absl::StrAppendFormat(&out, "  measured     %s\n", window);
+  absl::StrAppendFormat(&out, "  round trips  %d (%.1f msg/s)\n", r.messages, r.msgs_per_sec);
+  absl::StrAppendFormat(&out, "  throughput   %.3f MiB/s payload echoed (each direction)\n",
+                        r.mib_per_sec);
+  const LatencyHistogram& h = r.latency;
+  absl::StrAppendFormat(&out,
+                        "  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  "
+                        "mean %.1f%s\n",
+                        us(h.percentile(50)), us(h.percentile(90)), us(h.percentile(99)),
+                        us(h.percentile(99.9)), us(h.max()), h.mean() / 1000.0,
+                        r.open_loop ? "  (from the scheduled send)" : "");
+  absl::StrAppendFormat(&out, "  errors       %d connect, %d disconnects, %d mismatches%s",
+                        r.connect_errors, r.disconnects, r.mismatches,
+                        r.verify ? "" : " (bytes not checked: --verify)");
+  if (r.unanswered > 0) absl::StrAppendFormat(&out, ", %d unanswered", r.unanswered);
+  out += "\n";
+  if (!r.first_connect_error.empty()) {
+    absl::StrAppendFormat(&out, "  first connect error: %s\n", r.first_connect_error);
+  }
+  return out;
+}
+
+std::string formatJson(const BenchResult& r) {
+  const LatencyHistogram& h = r.latency;
+  std::string out = "{";
+  absl::StrAppendFormat(&out, "\"mode\":%s,", jsonString(r.open_loop ? "open-loop" : "closed-loop"));
+  absl::StrAppendFormat(&out, "\"server\":%s,\"engine\":%s,", jsonString(r.server),
+                        jsonString(r.engine));
+  absl::StrAppendFormat(&out, "\"connections\":%d,\"connected\":%d,\"size\":%d,\"threads\":%d,",
+                        r.connections, r.connected, r.size, r.threads);
+  absl::StrAppendFormat(&out, "\"rate\":%.6g,\"warmup_s\":%.6g,\"count\":%d,", r.rate, r.warmup_s,
+                        r.count);
+  absl::StrAppendFormat(&out, "\"duration_s\":%.6f,\"messages\":%d,\"msgs_per_sec\":%.3f,",
+                        r.duration_s, r.messages, r.msgs_per_sec);
+  absl::StrAppendFormat(&out, "\"mib_per_sec\":%.6f,", r.mib_per_sec);
+  absl::StrAppendFormat(&out,
+                        "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
+                        "\"max\":%.1f,\"mean\":%.1f},",
+                        us(h.percentile(50)), us(h.percentile(90)), us(h.percentile(99)),
+                        us(h.percentile(99.9)), us(h.max()), h.mean() / 1000.0);
+  absl::StrAppendFormat(&out,
+                        "\"connect_errors\":%d,\"mismatches\":%d,\"disconnects\":%d,"
+                        "\"unanswered\":%d,\"verify\":%s}\n",
+                        r.connect_errors, r.mismatches, r.disconnects, r.unanswered,
+                        r.verify ? "true" : "false");
+  return out;
+}
+
+int benchExitStatus(const BenchResult& r) {
+  return (r.connected == 0 || r.mismatches > 0) ? 1 : 0;
+}
+
+}  // namespace plexus::client

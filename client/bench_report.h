@@ -1,0 +1,50 @@
+#pragma once
+// The figures of one `plexus-client bench` run and how they are printed: a human-readable summary
+// or one JSON object.
+
+#include <cstdint>
+#include <string>
+
+#include "client/bench_histogram.h"
+
+namespace plexus::client {
+
+struct BenchResult {
+  // What was asked.
+  bool open_loop = false;
+  std::string server;   // "127.0.0.1:9000"
+  std::string engine;   // the client loops' engine, e.g. "epoll (oneshot)"
+  int connections = 0;
+  int threads = 0;
+  size_t size = 0;
+  double rate = 0;       // open loop: messages/s over all connections
+  double warmup_s = 0;
+  uint64_t count = 0;    // round trips per connection, or 0 in duration mode
+  bool verify = false;
+
+  // What happened. Only the measured window counts, except for the error counters, which count
+  // the whole run (a corrupted echo during the warm-up is still a mismatch).
+  int connected = 0;
+  double duration_s = 0;  // the measured window
+  uint64_t messages = 0;  // measured round trips
+  double msgs_per_sec = 0;
+  double mib_per_sec = 0;  // payload echoed per second, one direction: messages * size / s / 2^20
+  LatencyHistogram latency;  // ns
+  uint64_t connect_errors = 0;
+  uint64_t mismatches = 0;
+  uint64_t disconnects = 0;
+  uint64_t unanswered = 0;  // measured messages whose reply had not come back at the end
+  std::string first_connect_error;
+};
+
+// Several lines, each ending in '\n'.
+std::string formatSummary(const BenchResult& r);
+// One line: a JSON object with mode, connections, size, threads, duration_s, messages,
+// msgs_per_sec, mib_per_sec, latency_us {p50, p90, p99, p999, max, mean}, connect_errors,
+// mismatches, disconnects, verify, and a few more (server, engine, connected, rate, warmup_s,
+// count, unanswered).
+std::string formatJson(const BenchResult& r);
+// 0 ok; 1 when no connection could be made or an echo did not match.
+int benchExitStatus(const BenchResult& r);
+
+}  // namespace plexus::client

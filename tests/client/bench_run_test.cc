@@ -1,0 +1,270 @@
+// End-to-end runs of `plexus-client bench` (runBench) against in-process servers.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "client/bench.h"
+#include "client/bench_report.h"
+#include "plexus/buffer.h"
+#include "plexus/tcp_connection.h"
+#include "plexus/tcp_server.h"
+#include "support/server_harness.h"
+#include "support/test_util.h"
+
+namespace plexus::client {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using plexus::testing::ServerHarness;
+
+TcpServerOptions serverOptions() {
+  TcpServerOptions o;
+  o.listen_address = InetAddress(0, /*loopback_only=*/true);
+  o.threads = 1;
+  return o;
+}
+
+BenchOptions benchOptions(const ServerHarness& h) {
+  BenchOptions o;
+  o.port = h.address().port();
+  o.threads = 2;
+  o.warmup_s = 0;
+  o.quiet = true;
+  return o;
+}
+
+absl::StatusOr<BenchResult> run(const BenchOptions& o) {
+  absl::StatusOr<InetAddress> server = InetAddress::resolve(o.host, o.port);
+  if (!server.ok()) return server.status();
+  return runBench(o, *server);
+}
+
+// A server that echoes every chunk with its first byte flipped: same length, wrong bytes.
+void installCorruptingEcho(TcpServer& server) {
+  server.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* buf) {
+    std::string data = buf->retrieveAllAsString();
+    if (!data.empty()) data[0] = static_cast<char>(data[0] ^ 0x5a);
+    conn->send(data);
+  });
+}
+
+// Every engine of the client loops, with every epoll mode: "epoll/edge", "poll", ...
+class BenchEngineTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  EngineOptions engine() const {
+    EngineOptions e;
+    const std::string& p = GetParam();
+    const size_t slash = p.find('/');
+    e.name = p.substr(0, slash);
+    if (slash != std::string::npos) e.epoll_mode = *parseEpollMode(p.substr(slash + 1));
+    return e;
+  }
+};
+
+TEST_P(BenchEngineTest, ClosedLoopCountDoesExactlyThatManyRoundTrips) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 10;
+  o.count = 100;
+  o.warmup_s = 0;
+  o.verify = true;
+  o.engine = engine();
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 1000u);
+  EXPECT_EQ(r->latency.count(), 1000u);
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_EQ(r->connected, 10);
+  EXPECT_EQ(r->connect_errors, 0u);
+  EXPECT_EQ(r->disconnects, 0u);
+  EXPECT_EQ(r->unanswered, 0u);
+  EXPECT_GT(r->duration_s, 0);
+  EXPECT_GT(r->msgs_per_sec, 0);
+  EXPECT_GT(r->latency.percentile(50), 0);
+  EXPECT_LE(r->latency.percentile(50), r->latency.percentile(99));
+  EXPECT_THAT(r->engine, HasSubstr(o.engine.name));
+  EXPECT_EQ(benchExitStatus(*r), 0);
+}
+
+TEST_P(BenchEngineTest, OpenLoopCountDoesExactlyThatManyRoundTrips) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.count = 10;
+  o.rate = 2000;
+  o.verify = true;
+  o.engine = engine();
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 40u);
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_EQ(r->unanswered, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, BenchEngineTest,
+                         ::testing::Values("epoll/oneshot", "epoll/level", "epoll/edge", "poll",
+                                           "select"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           for (char& ch : name) ch = ch == '/' ? '_' : ch;
+                           return name;
+                         });
+
+TEST(BenchRunTest, LargeMessagesWithWarmupAndVerify) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.size = 64 * 1024;  // arrives in several reads per message
+  o.count = 20;
+  o.warmup_s = 0.05;
+  o.verify = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 80u);
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_NEAR(r->mib_per_sec, r->msgs_per_sec / 16.0, r->mib_per_sec * 1e-9);
+}
+
+TEST(BenchRunTest, VerifyCatchesACorruptingServer) {
+  ServerHarness h(serverOptions(), installCorruptingEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.count = 20;
+  o.verify = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 80u);  // the lengths are right, so every round trip completes
+  EXPECT_GT(r->mismatches, 0u);
+  EXPECT_EQ(benchExitStatus(*r), 1);
+  EXPECT_THAT(formatSummary(*r), HasSubstr("mismatches"));
+
+  // Without --verify the bytes are not looked at.
+  o.verify = false;
+  r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_EQ(benchExitStatus(*r), 0);
+}
+
+TEST(BenchRunTest, ClosedLoopDurationMeasuresTheWindowOnly) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.duration_s = 0.3;
+  o.warmup_s = 0.1;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->messages, 0u);
+  EXPECT_DOUBLE_EQ(r->duration_s, 0.3);
+  EXPECT_DOUBLE_EQ(r->msgs_per_sec, static_cast<double>(r->messages) / 0.3);
+  EXPECT_EQ(r->latency.count(), r->messages);
+  EXPECT_EQ(r->unanswered, 0u);
+}
+
+TEST(BenchRunTest, OpenLoopSendsOnTheTimetable) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.rate = 400;
+  o.duration_s = 0.5;
+  o.warmup_s = 0.1;
+  o.verify = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // 400/s for 0.5 s: 200 scheduled in the window, give or take one per connection.
+  EXPECT_NEAR(static_cast<double>(r->messages), 200, 4);
+  EXPECT_DOUBLE_EQ(r->duration_s, 0.5);
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_EQ(r->unanswered, 0u);
+  EXPECT_TRUE(r->open_loop);
+  EXPECT_THAT(formatJson(*r), HasSubstr("\"mode\":\"open-loop\""));
+}
+
+TEST(BenchRunTest, OpenLoopCountTakesCountOverRate) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.rate = 1000;
+  o.count = 25;
+  o.warmup_s = 0;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 100u);
+  // 100 messages at 1000/s: the last one is scheduled about 0.1 s after the first.
+  EXPECT_GT(r->duration_s, 0.09);
+  EXPECT_LT(r->duration_s, 1.0);
+}
+
+TEST(BenchRunTest, ConnectionsTheServerClosesAreDisconnects) {
+  ServerHarness h(serverOptions(), [](TcpServer& s) {
+    s.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* buf) {
+      buf->retrieveAll();
+      conn->forceClose();  // no reply
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.count = 10;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->connected, 4);
+  EXPECT_EQ(r->disconnects, 4u);
+  EXPECT_EQ(r->messages, 0u);
+  EXPECT_EQ(r->unanswered, 4u);  // the first message of each
+}
+
+TEST(BenchRunTest, NoServerMeansConnectErrorsAndExitOne) {
+  BenchOptions o;
+  o.port = testing::freePort();
+  o.connections = 5;
+  o.threads = 2;
+  o.duration_s = 0.2;
+  o.quiet = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->connected, 0);
+  EXPECT_EQ(r->connect_errors, 5u);
+  EXPECT_EQ(r->messages, 0u);
+  EXPECT_EQ(r->duration_s, 0);
+  EXPECT_THAT(r->first_connect_error, HasSubstr("refused"));
+  EXPECT_EQ(benchExitStatus(*r), 1);
+}
+
+TEST(BenchRunTest, JsonIsOneObjectWithTheDocumentedKeys) {
+  BenchResult r;
+  r.server = "127.0.0.1:1";
+  r.engine = "epoll (oneshot)";
+  r.connections = 2;
+  r.connected = 2;
+  r.threads = 1;
+  r.size = 16;
+  r.duration_s = 1;
+  r.messages = 10;
+  r.msgs_per_sec = 10;
+  r.latency.record(1500);
+  const std::string json = formatJson(r);
+  EXPECT_EQ(json.front(), '{');
+  EXPECT_EQ(json.substr(json.size() - 2), "}\n");
+  EXPECT_THAT(json.substr(0, json.size() - 1), Not(HasSubstr("\n")));
+  for (const char* key :
+       {"\"mode\":\"closed-loop\"", "\"connections\":2", "\"size\":16", "\"threads\":1",
+        "\"duration_s\":", "\"messages\":10", "\"msgs_per_sec\":", "\"mib_per_sec\":",
+        "\"latency_us\":{\"p50\":1.5,\"p90\":1.5,\"p99\":1.5,\"p999\":1.5,\"max\":1.5,\"mean\":1.5}",
+        "\"connect_errors\":0", "\"mismatches\":0", "\"disconnects\":0", "\"verify\":false"}) {
+    EXPECT_THAT(json, HasSubstr(key));
+  }
+}
+
+}  // namespace
+}  // namespace plexus::client
