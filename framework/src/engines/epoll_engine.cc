@@ -100,7 +100,7 @@ absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* o
     return absl::ErrnoToStatus(err, "epoll_wait");
   }
   // Written in place: no per-event capacity checks on the loop's hot path.
-  out->resize(static_cast<size_t>(n));
+  if (out->size() != static_cast<size_t>(n)) out->resize(static_cast<size_t>(n));
   ReadyEvent* ready = out->data();
   FdState* fds = fds_.data();
   const bool oneshot = mode_ == EpollMode::kOneshot;
