@@ -1,5 +1,7 @@
 #include "client/bench_options.h"
 
+#include "client/command_line.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -105,21 +107,10 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
   // clang-format on
 
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .options(desc)
-                  .positional(po::positional_options_description())
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(e.what());
-  }
+  if (absl::Status s = parseCommandLine(desc, argc, argv, &vm); !s.ok()) return s;
   if (vm.count("help")) {
-    std::ostringstream out;
-    out << desc;
     cmd.action = BenchCommand::Action::kHelp;
-    cmd.help = out.str();
+    cmd.help = helpText(desc);
     return cmd;
   }
 

@@ -1,5 +1,7 @@
 #include "client/client_options.h"
 
+#include "client/command_line.h"
+
 #include <cmath>
 #include <exception>
 #include <sstream>
@@ -36,22 +38,10 @@ absl::StatusOr<ClientCommand> parseClientCommand(int argc, const char* const arg
   // clang-format on
 
   po::variables_map vm;
-  try {
-    // No positional arguments (yet): an empty description makes any of them an error.
-    po::store(po::command_line_parser(argc, argv)
-                  .options(desc)
-                  .positional(po::positional_options_description())
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(e.what());
-  }
+  if (absl::Status s = parseCommandLine(desc, argc, argv, &vm); !s.ok()) return s;
   if (vm.count("help")) {
-    std::ostringstream out;
-    out << desc;
     cmd.action = ClientCommand::Action::kHelp;
-    cmd.help = out.str();
+    cmd.help = helpText(desc);
     return cmd;
   }
   if (vm.count("version")) {

@@ -78,7 +78,6 @@ TcpConnectionPtr TcpClient::connection() const {
 void TcpClient::newConnection(int sockfd) {
   loop_->assertInLoopThread();
   auto conn = std::make_shared<TcpConnection>(loop_, next_id_++, sockfd,
-                                              detail::localAddressOf(sockfd),
                                               detail::peerAddressOf(sockfd), shared_callbacks_,
                                               options_.connection);
   conn->setCloseCallback([this](const TcpConnectionPtr& c) { removeConnection(c); });

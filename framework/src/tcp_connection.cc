@@ -11,14 +11,13 @@
 #include "socket_ops.h"
 
 namespace plexus {
-TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
-                             const InetAddress& peer,
+
+TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
                              std::shared_ptr<const ConnectionCallbacks> callbacks,
                              const ConnectionOptions& options)
     : loop_(loop),
       id_(id),
       channel_(loop, sockfd, this),
-      local_(local),
       peer_(peer),
       callbacks_(std::move(callbacks)),
       options_(options) {}
@@ -26,6 +25,8 @@ TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const Ine
 TcpConnection::~TcpConnection() {
   if (fd_open_) detail::closeFd(channel_.fd());
 }
+
+InetAddress TcpConnection::localAddress() const { return detail::localAddressOf(channel_.fd()); }
 
 std::string TcpConnection::name() const {
   return absl::StrFormat("#%u %s", id_, peer_.toIpPort());

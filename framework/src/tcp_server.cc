@@ -96,8 +96,7 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   pool_->addLoad(io_loop, 1);
   num_connections_.fetch_add(1, std::memory_order_relaxed);
 
-  auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd,
-                                              detail::localAddressOf(sockfd), peer,
+  auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
                                               shared_callbacks_, options_.connection);
   conn->setCloseCallback([this, lc](const TcpConnectionPtr& c) { removeConnection(lc, c); });
   io_loop->runInLoop([this, lc, conn] {

@@ -3,6 +3,7 @@
 #include "absl/synchronization/notification.h"
 #include "plexus/buffer.h"
 #include "plexus/tcp_connection.h"
+#include "support/test_util.h"
 
 namespace plexus::testing {
 
@@ -30,14 +31,7 @@ InetAddress ServerHarness::address() const {
   return InetAddress(server_->listenAddress().port(), /*loopback_only=*/true);
 }
 
-void ServerHarness::runSync(const std::function<void()>& f) {
-  absl::Notification done;
-  loop_->runInLoop([&] {
-    f();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
+void ServerHarness::runSync(const std::function<void()>& f) { testing::runSync(loop_, f); }
 
 void ServerHarness::stop(Duration grace) {
   absl::Notification stopped;

@@ -9,6 +9,8 @@
 #include <random>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
+
 namespace plexus::testing {
 
 int connectBlocking(const InetAddress& addr, milliseconds io_timeout) {
@@ -93,6 +95,15 @@ bool waitUntil(const std::function<bool()>& pred, milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   return true;
+}
+
+void runSync(EventLoop* loop, const std::function<void()>& f) {
+  absl::Notification done;
+  loop->runInLoop([&] {
+    f();
+    done.Notify();
+  });
+  done.WaitForNotification();
 }
 
 uint16_t freePort() {

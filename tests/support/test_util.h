@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "plexus/event_loop.h"
 #include "plexus/inet_address.h"
 
 namespace plexus::testing {
@@ -29,6 +30,9 @@ std::string randomBytes(size_t n, uint64_t seed);
 // Re-checks `pred` (every millisecond or so) until it holds or `timeout` passes. For conditions
 // with no event to wait on, such as another thread's counter.
 bool waitUntil(const std::function<bool()>& pred, milliseconds timeout = milliseconds(10000));
+
+// Runs `f` on `loop` (which must be running, or be this thread's) and waits until it ran.
+void runSync(EventLoop* loop, const std::function<void()>& f);
 
 // A free TCP port on 127.0.0.1 at the time of the call (bind to port 0 and read it back).
 uint16_t freePort();

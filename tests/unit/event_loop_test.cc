@@ -13,6 +13,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "support/test_util.h"
 
 namespace plexus {
 namespace {
@@ -52,12 +53,7 @@ class LoopOnThread {
 
   // Runs `f` on the loop and waits for it.
   void runSync(const std::function<void()>& f) {
-    absl::Notification done;
-    loop_->runInLoop([&] {
-      f();
-      done.Notify();
-    });
-    done.WaitForNotification();
+    testing::runSync(loop_, f);
   }
 
  private:

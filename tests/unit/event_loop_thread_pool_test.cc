@@ -13,19 +13,12 @@
 #include "absl/synchronization/notification.h"
 #include "plexus/event_loop.h"
 #include "plexus/event_loop_thread.h"
+#include "support/test_util.h"
 
 namespace plexus {
 namespace {
 
-// Runs `f` on `loop` and waits for it.
-void runSync(EventLoop* loop, const std::function<void()>& f) {
-  absl::Notification done;
-  loop->runInLoop([&] {
-    f();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
+using testing::runSync;
 
 // Counts threads that exited after touching it: a thread_local's destructor runs at thread exit,
 // before join() returns.

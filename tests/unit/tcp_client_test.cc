@@ -131,12 +131,7 @@ class TcpClientTest : public ::testing::Test {
   void TearDown() override { destroyClient(); }
 
   void runSync(const std::function<void()>& f) {
-    absl::Notification done;
-    loop_->runInLoop([&] {
-      f();
-      done.Notify();
-    });
-    done.WaitForNotification();
+    testing::runSync(loop_, f);
   }
 
   // Builds the client on its loop thread with callbacks that record into events_.

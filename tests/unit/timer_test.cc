@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "plexus/event_loop.h"
 #include "plexus/event_loop_thread.h"
+#include "support/test_util.h"
 
 namespace plexus {
 namespace {
@@ -36,12 +37,7 @@ class TimerTest : public ::testing::Test {
 
   // Runs `f` on the loop thread and waits for it.
   void runSync(const std::function<void()>& f) {
-    absl::Notification done;
-    loop_->runInLoop([&] {
-      f();
-      done.Notify();
-    });
-    done.WaitForNotification();
+    testing::runSync(loop_, f);
   }
 
   // Waits until a timer of `d` added now has fired: everything the loop had to do before then

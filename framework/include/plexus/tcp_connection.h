@@ -49,8 +49,7 @@ struct ConnectionOptions {
 class TcpConnection : public std::enable_shared_from_this<TcpConnection>, private EventHandler {
  public:
   // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop next.
-  TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& local,
-                const InetAddress& peer, std::shared_ptr<const ConnectionCallbacks> callbacks,
+  TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer, std::shared_ptr<const ConnectionCallbacks> callbacks,
                 const ConnectionOptions& options);
   ~TcpConnection();
   TcpConnection(const TcpConnection&) = delete;
@@ -59,7 +58,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   EventLoop* getLoop() const { return loop_; }
   uint64_t id() const { return id_; }
   std::string name() const;  // "#id peer-address"
-  const InetAddress& localAddress() const { return local_; }
+  // Asked of the socket (getsockname) rather than kept: one fewer address per connection.
+  InetAddress localAddress() const;
   const InetAddress& peerAddress() const { return peer_; }
   int fd() const { return channel_.fd(); }
   bool connected() const { return state_.load(std::memory_order_acquire) == kConnected; }
@@ -133,7 +133,6 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   Channel channel_;
   Buffer input_;
   Buffer output_;
-  const InetAddress local_;
   const InetAddress peer_;
   std::shared_ptr<const ConnectionCallbacks> callbacks_;
   CloseCallback close_callback_;
