@@ -24,6 +24,9 @@ thread_local bool t_count = false;  // set on the server's loop threads
 
 }  // namespace
 
+// The replacements pair malloc with free; GCC cannot see that operator new is malloc here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   if (t_count) g_server_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -31,6 +34,7 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace plexus {
 namespace {
