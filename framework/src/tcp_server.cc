@@ -127,7 +127,10 @@ void TcpServer::releaseConnection(EventLoop* loop) {
   pool_->addLoad(loop, -1);
   const size_t left = num_connections_.fetch_sub(1, std::memory_order_acq_rel) - 1;
   if (left == 0 && stopping_.load(std::memory_order_acquire)) {
-    base_loop_->queueInLoop([this] { maybeFinishStop(); });
+    // Runs on the base loop, where the server is destroyed too: the token tells if it still is.
+    base_loop_->queueInLoop([this, alive = std::weak_ptr<const bool>(alive_)] {
+      if (!alive.expired()) maybeFinishStop();
+    });
   }
 }
 
@@ -143,7 +146,8 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
       for (const TcpConnectionPtr& conn : lc->snapshot()) conn->closeAfterFlush();
     });
   }
-  stop_timer_ = base_loop_->runAfter(grace, [this] {
+  stop_timer_ = base_loop_->runAfter(grace, [this, alive = std::weak_ptr<const bool>(alive_)] {
+    if (alive.expired()) return;
     stop_timer_ = TimerId{};
     if (connectionCount() > 0) {
       LOG_WARN("shutdown grace period over: closing %u connections now", connectionCount());

@@ -106,6 +106,8 @@ class TcpServer {
   std::atomic<uint64_t> refused_total_{0};
   bool refusing_logged_ = false;
   LoopStats final_sub_loop_stats_;  // set once the sub-loops stopped
+  // Expires with the server: work queued on the base loop checks it before touching `this`.
+  const std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 
 }  // namespace plexus
