@@ -96,17 +96,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  /* Worker threads start with the signals blocked, so that only the main base sees them. */
-  sigset_t mask, old;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, &old);
   for (int i = 1; i < threads; ++i) {
-    pthread_t tid;
-    if (pthread_create(&tid, NULL, run_base, bases[i]) != 0) return 1;
+    if (peer_start_worker(run_base, bases[i]) != 0) return 1;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
 
   event_base_dispatch(bases[0]);
   return 0; /* the other bases end with the process */

@@ -118,17 +118,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  /* Worker threads start with the signals blocked, so that only the main loop sees them. */
-  sigset_t mask, old;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, &old);
   for (int i = 1; i < threads; ++i) {
-    pthread_t tid;
-    if (pthread_create(&tid, NULL, run_loop, &loops[i]) != 0) return 1;
+    if (peer_start_worker(run_loop, &loops[i]) != 0) return 1;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
 
   uv_run(&loops[0], UV_RUN_DEFAULT);
   return 0; /* the other loops end with the process */

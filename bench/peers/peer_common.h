@@ -8,6 +8,8 @@
 #define PLEXUS_BENCH_PEER_COMMON_H
 
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,20 @@ static inline int peer_listen(int port) {
 static inline void peer_set_nodelay(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Starts `fn(arg)` on a detached thread that has SIGTERM and SIGINT blocked, so that only the
+ * main loop sees them. Returns 0, or -1 when the thread cannot be made. */
+static inline int peer_start_worker(void* (*fn)(void*), void* arg) {
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, &old);
+  pthread_t tid;
+  int rc = pthread_create(&tid, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc == 0 ? 0 : -1;
 }
 
 #endif
