@@ -8,6 +8,8 @@
 #include <cstring>
 #include <utility>
 
+#include "fast_syscalls.h"
+
 namespace plexus {
 
 Buffer::Buffer(Buffer&& other) noexcept
@@ -109,9 +111,22 @@ void Buffer::shrink(size_t reserve) {
 }
 
 ssize_t Buffer::readFd(int fd, int* saved_errno) {
+  const size_t writable = writableBytes();
+  if (writable < kReadChunk) return readFdWithSpill(fd, saved_errno);
+  const ssize_t n = detail::sys::read(fd, beginWrite(), writable);
+  if (n < 0) {
+    *saved_errno = errno;
+  } else {
+    writer_ += static_cast<size_t>(n);
+  }
+  return n;
+}
+
+// Out of line: the 64 KiB stack buffer stays off the common path above.
+__attribute__((noinline)) ssize_t Buffer::readFdWithSpill(int fd, int* saved_errno) {
   // Large inputs land in the stack buffer and are appended once; a connection keeps only the
   // buffer its traffic needs.
-  char extra[65536];
+  char extra[kReadChunk];
   iovec vec[2];
   const size_t writable = writableBytes();
   int count = 0;
@@ -123,9 +138,7 @@ ssize_t Buffer::readFd(int fd, int* saved_errno) {
   vec[count].iov_base = extra;
   vec[count].iov_len = sizeof extra;
   ++count;
-  // With 64 KiB or more already free, one buffer is enough.
-  if (writable >= sizeof extra) count = 1;
-  const ssize_t n = ::readv(fd, vec, count);
+  const ssize_t n = detail::sys::readv(fd, vec, count);
   if (n < 0) {
     *saved_errno = errno;
   } else if (static_cast<size_t>(n) <= writable) {

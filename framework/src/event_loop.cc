@@ -2,16 +2,20 @@
 
 #include <sstream>
 
+#include "current_loop.h"
 #include "plexus/buffer.h"
 #include "plexus/log.h"
 #include "timer_queue.h"
 #include "wakeup.h"
 
 namespace plexus {
+
+namespace detail {
+thread_local EventLoop* t_current_loop = nullptr;
+}  // namespace detail
+
 namespace {
 
-// initial-exec: a plain %fs-relative access, no __tls_get_addr call (libplexus is never dlopen()ed).
-__attribute__((tls_model("initial-exec"))) thread_local EventLoop* t_loop_in_this_thread = nullptr;
 std::atomic<uint64_t> g_timer_seq{0};
 constexpr int kMaxWaitMs = 10000;
 
@@ -36,14 +40,14 @@ EventLoop::EventLoop(std::unique_ptr<Engine> engine)
       engine_(std::move(engine)),
       engine_description_(engine_->description()),
       edge_triggered_(engine_->edgeTriggered()),
-      needs_rearm_(engine_->needsRearm()),
       read_buffer_(std::make_unique<Buffer>()) {
-  if (t_loop_in_this_thread != nullptr) {
+  if (detail::t_current_loop != nullptr) {
     LOG_FATAL("another EventLoop already runs in thread %s: one loop per thread",
               threadIdString(thread_id_));
   }
-  t_loop_in_this_thread = this;
-  ready_.reserve(64);
+  detail::t_current_loop = this;
+  // Sized once for the loop's life: reads into it are a single read(2) (see Buffer::readFd).
+  read_buffer_->ensureWritable(Buffer::kReadChunk);
   wakeup_ = std::make_unique<detail::Wakeup>(this);
   timers_ = std::make_unique<detail::TimerQueue>(this);
 }
@@ -54,10 +58,10 @@ EventLoop::~EventLoop() {
   // Timers and the wakeup fd leave the engine before the engine goes.
   timers_.reset();
   wakeup_.reset();
-  if (t_loop_in_this_thread == this) t_loop_in_this_thread = nullptr;
+  if (detail::t_current_loop == this) detail::t_current_loop = nullptr;
 }
 
-EventLoop* EventLoop::current() { return t_loop_in_this_thread; }
+EventLoop* EventLoop::current() { return detail::t_current_loop; }
 
 void EventLoop::abortNotInLoopThread() const {
   LOG_FATAL("EventLoop %p belongs to thread %s but was used from thread %s",
@@ -69,27 +73,24 @@ void EventLoop::run() {
   assertInLoopThread();
   quit_.store(false, std::memory_order_relaxed);
   while (!quit_.load(std::memory_order_acquire)) {
-    absl::StatusOr<int> n = engine_->wait(kMaxWaitMs, &ready_);
+    handling_events_ = true;
+    // The engine calls handleReady() for each ready channel, re-arms oneshot fds, and skips the
+    // later events of a channel removed during the batch (it may already be destroyed).
+    absl::StatusOr<int> n = engine_->dispatch(kMaxWaitMs, &EventLoop::handleReady, this);
+    handling_events_ = false;
     counters_.wait_calls.add();
-    counters_.events.add(ready_.size());
-    if (!n.ok()) {
+    if (n.ok()) {
+      counters_.events.add(static_cast<uint64_t>(*n));
+    } else {
       LOG_ERROR("%s wait failed: %s", engine_description_, n.status().message());
     }
-    handling_events_ = true;
-    for (ready_index_ = 0; ready_index_ < ready_.size(); ++ready_index_) {
-      const ReadyEvent ev = ready_[ready_index_];
-      // removeChannel() clears the ctx of later events of a channel removed during this batch:
-      // such a channel may already be destroyed.
-      if (ev.ctx == nullptr) continue;
-      auto* channel = static_cast<Channel*>(ev.ctx);
-      current_removed_ = false;
-      channel->handleEvent(ev.events);
-      if (needs_rearm_ && !current_removed_) engine_->rearm(ev.fd, channel->interest(), channel);
-    }
-    handling_events_ = false;
     runPendingFunctors();
     iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+}
+
+void EventLoop::handleReady(void* ctx, uint32_t events, void* /*loop*/) {
+  static_cast<Channel*>(ctx)->handleEvent(events);
 }
 
 void EventLoop::quit() {
@@ -188,12 +189,6 @@ void EventLoop::removeChannel(Channel* channel) {
   assertInLoopThread();
   absl::Status s = engine_->remove(channel->fd());
   if (!s.ok()) LOG_ERROR("removing fd %d: %s", channel->fd(), s.message());
-  if (handling_events_) {
-    if (ready_[ready_index_].ctx == channel) current_removed_ = true;
-    for (size_t i = ready_index_ + 1; i < ready_.size(); ++i) {
-      if (ready_[i].ctx == channel) ready_[i].ctx = nullptr;
-    }
-  }
 }
 
 }  // namespace plexus

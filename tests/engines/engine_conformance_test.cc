@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -444,6 +445,114 @@ TEST_P(EngineConformanceTest, ModifyWhileHandlingThenRearm) {
   EXPECT_TRUE(events[0].events & kEventWrite);
   // Edge: the modify() re-evaluated readiness, so the pending byte shows too.
   EXPECT_TRUE(events[0].events & kEventRead);
+}
+
+// dispatch(): the event loop's step. Each ready fd gets one call with its ctx and events.
+struct DispatchLog {
+  struct Call {
+    void* ctx;
+    uint32_t events;
+  };
+  std::vector<Call> calls;
+  std::function<void(void* ctx)> on_call;  // runs inside the call, like a handler
+
+  static void record(void* ctx, uint32_t events, void* arg) {
+    auto* log = static_cast<DispatchLog*>(arg);
+    log->calls.push_back({ctx, events});
+    if (log->on_call) log->on_call(ctx);
+  }
+};
+
+TEST_P(EngineConformanceTest, DispatchCallsEachReadyFdWithItsContext) {
+  Pair p[3] = {socketPair(), socketPair(), socketPair()};
+  int tags[3] = {0, 1, 2};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(engine_->add(p[i].a.get(), kEventRead, &tags[i]).ok());
+  ASSERT_TRUE(writeByte(p[0].b.get()));
+  ASSERT_TRUE(writeByte(p[2].b.get()));
+  DispatchLog log;
+  absl::StatusOr<int> n = engine_->dispatch(5000, &DispatchLog::record, &log);
+  // The two writes may be seen by two waits: dispatch until both were.
+  while (n.ok() && log.calls.size() < 2) n = engine_->dispatch(5000, &DispatchLog::record, &log);
+  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_EQ(log.calls.size(), 2u);
+  std::set<void*> ctxs;
+  for (const auto& c : log.calls) {
+    ctxs.insert(c.ctx);
+    EXPECT_TRUE(c.events & kEventRead);
+  }
+  EXPECT_EQ(ctxs, (std::set<void*>{&tags[0], &tags[2]}));
+  EXPECT_EQ(drain(p[0].a.get()), 1u);
+  EXPECT_EQ(drain(p[2].a.get()), 1u);
+  // Drained, and (oneshot) re-armed by dispatch(): quiet until new data, then reported again.
+  log.calls.clear();
+  ASSERT_TRUE(engine_->dispatch(0, &DispatchLog::record, &log).ok());
+  EXPECT_TRUE(log.calls.empty());
+  ASSERT_TRUE(writeByte(p[0].b.get()));
+  ASSERT_TRUE(engine_->dispatch(5000, &DispatchLog::record, &log).ok());
+  ASSERT_EQ(log.calls.size(), 1u);
+  EXPECT_EQ(log.calls[0].ctx, &tags[0]);
+}
+
+// A handler that leaves its input unread: level and oneshot (re-armed by dispatch) report the fd
+// again, edge does not until new data comes.
+TEST_P(EngineConformanceTest, DispatchReportsUnreadInputAgainExceptEdge) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  DispatchLog log;
+  ASSERT_TRUE(engine_->dispatch(5000, &DispatchLog::record, &log).ok());
+  ASSERT_EQ(log.calls.size(), 1u);
+  ASSERT_TRUE(engine_->dispatch(0, &DispatchLog::record, &log).ok());
+  EXPECT_EQ(log.calls.size(), isEdge() ? 1u : 2u);
+}
+
+// A handler that changes its fd's interest: dispatch() keeps that interest (a oneshot engine
+// re-arms with it, or leaves the re-arm to the modify() that already happened).
+TEST_P(EngineConformanceTest, DispatchKeepsInterestChangedDuringTheCall) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  DispatchLog log;
+  log.on_call = [&](void*) {
+    EXPECT_EQ(drain(p.a.get()), 1u);
+    ASSERT_TRUE(engine_->modify(p.a.get(), kEventWrite, &tag).ok());
+  };
+  ASSERT_TRUE(engine_->dispatch(5000, &DispatchLog::record, &log).ok());
+  ASSERT_EQ(log.calls.size(), 1u);
+  log.on_call = nullptr;
+  ASSERT_TRUE(engine_->dispatch(5000, &DispatchLog::record, &log).ok());
+  ASSERT_EQ(log.calls.size(), 2u);
+  EXPECT_TRUE(log.calls[1].events & kEventWrite);
+  EXPECT_FALSE(log.calls[1].events & kEventRead);
+}
+
+// A handler that removes (and closes) another ready fd: that fd's event in the same batch must not
+// be delivered, not even when its number is reused at once by a new registration.
+TEST_P(EngineConformanceTest, DispatchSkipsFdsRemovedDuringTheBatch) {
+  Pair p[2] = {socketPair(), socketPair()};
+  int tags[2] = {0, 1};
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(engine_->add(p[i].a.get(), kEventRead, &tags[i]).ok());
+  ASSERT_TRUE(writeByte(p[0].b.get()));
+  ASSERT_TRUE(writeByte(p[1].b.get()));
+  // A socketpair's write is queued at the peer when it returns: both are ready for the batch.
+  Pair fresh;
+  int fresh_tag = 2;
+  DispatchLog log;
+  log.on_call = [&](void* ctx) {
+    if (log.calls.size() != 1) return;
+    const int other = ctx == &tags[0] ? 1 : 0;
+    const int other_fd = p[other].a.get();
+    ASSERT_TRUE(engine_->remove(other_fd).ok());
+    p[other].a.reset();
+    fresh = socketPair();
+    // The lowest free number: the one just closed.
+    ASSERT_EQ(fresh.a.get(), other_fd);
+    ASSERT_TRUE(engine_->add(fresh.a.get(), kEventRead, &fresh_tag).ok());
+  };
+  ASSERT_TRUE(engine_->dispatch(5000, &DispatchLog::record, &log).ok());
+  ASSERT_EQ(log.calls.size(), 1u) << "an event of the removed fd was delivered";
 }
 
 TEST_P(EngineConformanceTest, ManyFdsExactlyTheReadyOnesReported) {

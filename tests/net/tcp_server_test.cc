@@ -71,6 +71,104 @@ TEST(TcpServerTest, ServesOnTheBaseLoopWithZeroThreads) {
   for (const auto& r : testing::runEchoClients(h.address(), payloads, 3)) EXPECT_TRUE(r.exact) << r.error;
 }
 
+// A ConnectionHandler takes the input and drain notices in place of the server's callbacks, and
+// setHandler(nullptr) hands them back.
+class TaggingHandler final : public ConnectionHandler {
+ public:
+  void onMessage(const TcpConnectionPtr& conn, Buffer* input) override {
+    std::string in = input->retrieveAllAsString();
+    if (in == "big") {
+      // More than a socket's send buffer can hold (tcp_wmem caps it at 4 MiB by default): the
+      // rest is queued, and a drain notice follows once the client has read it all.
+      conn->send(std::string(8 << 20, 'x'));
+      return;
+    }
+    conn->send("handler:" + in);
+    if (in == "release") conn->setHandler(nullptr);
+  }
+  void onWriteComplete(const TcpConnectionPtr& conn) override {
+    drained.fetch_add(1);
+    conn->send("drained");
+  }
+  std::atomic<int> drained{0};
+};
+
+TEST(TcpServerTest, ConnectionHandlerReplacesTheCallbacksUntilCleared) {
+  TaggingHandler handler;
+  std::atomic<int> callback_drains{0};
+  ServerHarness h(loopbackOptions(1), [&](TcpServer& server) {
+    server.setConnectionCallback([&](const TcpConnectionPtr& conn) {
+      if (conn->connected()) {
+        conn->setHandler(&handler);
+      } else {
+        conn->setHandler(nullptr);
+      }
+    });
+    server.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* input) {
+      conn->send("callback:" + input->retrieveAllAsString());
+    });
+    server.setWriteCompleteCallback([&](const TcpConnectionPtr&) { callback_drains.fetch_add(1); });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  int fd = testing::connectBlocking(h.address());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(testing::writeAll(fd, "one"));
+  EXPECT_EQ(testing::readExactly(fd, 11), "handler:one");
+  ASSERT_TRUE(testing::writeAll(fd, "big"));
+  EXPECT_EQ(testing::readExactly(fd, 8 << 20), std::string(8 << 20, 'x'));
+  EXPECT_EQ(testing::readExactly(fd, 7), "drained");
+  EXPECT_EQ(handler.drained.load(), 1);
+  ASSERT_TRUE(testing::writeAll(fd, "release"));
+  EXPECT_EQ(testing::readExactly(fd, 15), "handler:release");
+  ASSERT_TRUE(testing::writeAll(fd, "two"));
+  EXPECT_EQ(testing::readExactly(fd, 12), "callback:two");
+  ::close(fd);
+  EXPECT_EQ(callback_drains.load(), 0);
+}
+
+// An established connection holds a reference to itself; closing releases it, so the connection
+// is destroyed once its owner has let go, whichever side closed.
+TEST(TcpServerTest, ClosedConnectionsAreDestroyed) {
+  for (int threads : {0, 1}) {
+    absl::Mutex mu;
+    std::vector<std::weak_ptr<TcpConnection>> seen;
+    ServerHarness h(loopbackOptions(threads), [&](TcpServer& server) {
+      server.setConnectionCallback([&](const TcpConnectionPtr& conn) {
+        if (!conn->connected()) return;
+        absl::MutexLock lock(&mu);
+        seen.push_back(conn);
+      });
+      server.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* input) {
+        std::string in = input->retrieveAllAsString();
+        if (in == "close") {
+          conn->forceClose();  // closed by the server, inside an event
+        } else {
+          conn->send(in);
+        }
+      });
+    });
+    ASSERT_TRUE(h.status().ok()) << h.status();
+    // Closed by the client.
+    EXPECT_TRUE(echoOnce(h.address(), "hello"));
+    // Closed by the server during a message callback.
+    int fd = testing::connectBlocking(h.address());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testing::writeAll(fd, "close"));
+    bool eof = false;
+    EXPECT_EQ(testing::readUntilEof(fd, &eof), "");
+    EXPECT_TRUE(eof);
+    ::close(fd);
+    EXPECT_TRUE(testing::waitUntil([&] {
+      absl::MutexLock lock(&mu);
+      if (seen.size() != 2) return false;
+      for (const auto& w : seen) {
+        if (!w.expired()) return false;
+      }
+      return true;
+    })) << "threads " << threads;
+  }
+}
+
 TEST(TcpServerTest, PortInUseIsAClearError) {
   ServerHarness first(loopbackOptions(1), testing::installEcho);
   ASSERT_TRUE(first.status().ok());

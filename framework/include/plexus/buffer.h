@@ -24,6 +24,8 @@ class Buffer {
   static constexpr size_t kCheapPrepend = 8;
   static constexpr size_t kInitialSize = 2048;
   static constexpr char kEmpty[1] = {0};  // what peek() points at before storage exists
+  // readFd() reads up to this much beyond the writable bytes (through a stack buffer).
+  static constexpr size_t kReadChunk = 65536;
 
   Buffer() = default;
   Buffer(Buffer&&) noexcept;
@@ -63,15 +65,22 @@ class Buffer {
   // Frees spare capacity beyond the readable bytes plus `reserve`.
   void shrink(size_t reserve);
 
-  // Reads from `fd` with one readv(2): into the writable space and a 64 KiB stack buffer, so a large
-  // input is read in one call without keeping a large buffer per connection. Returns what read(2)
+  // Reads from `fd` with one syscall. With kReadChunk or more writable bytes that is a read(2) into
+  // them; otherwise a readv(2) into the writable space and a 64 KiB stack buffer, so a large input
+  // is read in one call without keeping a large buffer per connection. Returns what read(2)
   // returns; on -1, *saved_errno holds errno.
   ssize_t readFd(int fd, int* saved_errno);
+  // The most bytes the next readFd() can take: fewer means the socket had no more to give.
+  size_t readCapacity() const {
+    const size_t writable = writableBytes();
+    return writable >= kReadChunk ? writable : writable + kReadChunk;
+  }
 
   void swap(Buffer& other) noexcept;
 
  private:
   void makeSpace(size_t n);
+  ssize_t readFdWithSpill(int fd, int* saved_errno);
 
   std::unique_ptr<char[]> data_;
   size_t capacity_ = 0;

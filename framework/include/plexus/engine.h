@@ -61,7 +61,9 @@ class Engine {
   virtual absl::Status add(int fd, uint32_t interest, void* ctx) = 0;
   // Changes the interest of a registered fd. For a oneshot engine this also re-arms it.
   virtual absl::Status modify(int fd, uint32_t interest, void* ctx) = 0;
-  // Stops watching `fd`. Must be called before the fd is closed.
+  // Stops watching `fd`. Must be called before the fd is closed. During dispatch(), the fd gets no
+  // further call in the batch being handled (an engine that keeps the default dispatch() calls
+  // forgetPending(fd) here).
   virtual absl::Status remove(int fd) = 0;
 
   // Waits up to `timeout_ms` (-1: no limit) and replaces the contents of *out with the ready fds.
@@ -77,6 +79,19 @@ class Engine {
     (void)ctx;
   }
 
+  // What dispatch() calls for each ready fd: `ctx` as given to add()/modify(), `events` the
+  // kEvent* bits, `arg` as given to dispatch().
+  using ReadyFn = void (*)(void* ctx, uint32_t events, void* arg);
+
+  // The event loop's step: waits like wait(), then calls `fn` for each ready fd in turn. An fd
+  // removed while the batch is handled gets no further call in it. A oneshot engine re-arms each
+  // fd after its call, with the interest it has by then, unless modify() already re-armed it or the
+  // fd was removed or has no interest left. Returns how many fds were ready; EINTR gives 0.
+  //
+  // The default runs wait() and does no re-arming: an engine that needs rearm() overrides this
+  // (epoll does, and dispatches straight from the kernel's event array).
+  virtual absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg);
+
   // True when rearm() does anything (oneshot engines): the loop skips the call otherwise.
   virtual bool needsRearm() const { return false; }
 
@@ -90,7 +105,16 @@ class Engine {
   uint64_t controlCalls() const { return ctl_calls_.get(); }
 
  protected:
+  // For remove() in engines that keep the default dispatch(): drops the fd's later events from
+  // the batch being handled.
+  void forgetPending(int fd);
+
   SingleWriterCounter ctl_calls_;
+
+ private:
+  std::vector<ReadyEvent> batch_;  // the default dispatch()'s events
+  size_t batch_index_ = 0;
+  bool dispatching_ = false;
 };
 
 // Makes the engine named in `options`. Errors: unknown name (the message lists the known ones) or

@@ -108,20 +108,17 @@ class EventLoop {
   void abortNotInLoopThread() const;
   void wakeup();
   void runPendingFunctors();
+  static void handleReady(void* ctx, uint32_t events, void* loop);
 
   const std::thread::id thread_id_;
   std::unique_ptr<Engine> engine_;
   const std::string engine_description_;
   const bool edge_triggered_;
-  const bool needs_rearm_;
   std::unique_ptr<Buffer> read_buffer_;
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> iterations_{0};
   Counters counters_;
   bool handling_events_ = false;
-  bool current_removed_ = false;  // the channel being handled was removed by its handler
-  size_t ready_index_ = 0;
-  std::vector<ReadyEvent> ready_;
   std::unique_ptr<detail::Wakeup> wakeup_;
   std::unique_ptr<detail::TimerQueue> timers_;
 

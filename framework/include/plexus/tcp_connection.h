@@ -5,6 +5,10 @@
 // connection has closed, and drops it in a functor queued on the loop, after the events of the
 // current iteration: a connection is never destroyed while one of its events or queued tasks runs.
 // Tasks queued for a connection hold a shared_ptr (or a weak_ptr, for timers), never a raw `this`.
+// An established connection also holds a reference to itself, from connectEstablished() until it
+// has closed; its events hand that reference to the callbacks, so dispatching an event touches no
+// reference count. The reference is released in a functor queued on the loop once the connection
+// has closed (and at the latest when the loop destroys that functor).
 //
 // Thread safety:
 //   any thread: send(), shutdown(), closeAfterFlush(), forceClose(), connected(), id(), name(),
@@ -44,6 +48,23 @@ struct ConnectionOptions {
   // Closes a connection that neither received nor sent anything for this long. 0: never.
   Duration idle_timeout{0};
   bool tcp_no_delay = true;
+};
+
+// A per-connection object that takes the connection's input and drain notices in place of the
+// shared message and write-complete callbacks: one virtual call per read instead of a std::function
+// call and a context lookup, for protocol code that keeps state per connection anyway (the plugin
+// host is one). Loop thread only. The connection does not own it: whoever does clears it with
+// setHandler(nullptr) before destroying it, at the latest in the connection callback that reports
+// the close.
+class ConnectionHandler {
+ public:
+  // As MessageCallback.
+  virtual void onMessage(const TcpConnectionPtr& conn, Buffer* input) = 0;
+  // As WriteCompleteCallback.
+  virtual void onWriteComplete(const TcpConnectionPtr& conn) { (void)conn; }
+
+ protected:
+  ~ConnectionHandler() = default;
 };
 
 class TcpConnection : public std::enable_shared_from_this<TcpConnection>, private EventHandler {
@@ -88,6 +109,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void setContext(std::any context) { context_ = std::move(context); }
   std::any* mutableContext() { return &context_; }
   void setCloseCallback(CloseCallback cb) { close_callback_ = std::move(cb); }
+  // Routes input and drain notices to `handler` instead of the message and write-complete
+  // callbacks; nullptr goes back to the callbacks. Loop thread only.
+  void setHandler(ConnectionHandler* handler) { handler_ = handler; }
 
   // Called by the owner on the loop thread. connectEstablished() registers the fd with the engine
   // and runs the connection callback; on failure (the engine refused the fd) nothing was run and the
@@ -104,11 +128,12 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
 
   void handleEvent(uint32_t revents) override;
-  void handleRead(const TcpConnectionPtr& self);
+  void handleRead(const TcpConnectionPtr& self, uint32_t revents);
   void handleWrite(const TcpConnectionPtr& self);
   void handleClose();
   void handleError();
   void sendInLoop(const char* data, size_t len);
+  void queueOutput(const char* data, size_t len);
   void shutdownInLoop();
   void closeAfterFlushInLoop();
   void forceCloseInLoop();
@@ -118,6 +143,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void afterOutputDrained();
   void handlePeerClosed();
   void closeFdNow();
+  void releaseSelf();
   bool wantsToRead() const;
   size_t lowWaterMark() const;
 
@@ -130,13 +156,17 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
   bool write_shut_ = false;
   bool fd_open_ = true;
+  bool in_event_ = false;        // handleEvent() is on the stack
   Channel channel_;
   Buffer input_;
   Buffer output_;
   const InetAddress peer_;
   std::shared_ptr<const ConnectionCallbacks> callbacks_;
+  // This connection, while it is established (see Lifetime above).
+  TcpConnectionPtr self_;
   CloseCallback close_callback_;
   std::any context_;
+  ConnectionHandler* handler_ = nullptr;
   const ConnectionOptions options_;
   Clock::time_point last_active_;
   TimerId idle_timer_;

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "fast_syscalls.h"
 #include "plexus/log.h"
 
 namespace plexus::detail {
@@ -50,11 +52,16 @@ absl::Status EpollEngine::control(int op, int fd, uint32_t interest) {
   epoll_event ev{};
   ev.events = interest;
   if (mode_ == EpollMode::kOneshot) ev.events |= EPOLLONESHOT;
-  if (mode_ == EpollMode::kEdge) ev.events |= EPOLLET;
+  // Edge mode asks for EPOLLRDHUP with EPOLLIN: a reader may stop at a short read, unless the
+  // wait reported that a FIN has arrived, which raises no edge of its own once it is queued.
+  if (mode_ == EpollMode::kEdge) {
+    ev.events |= EPOLLET;
+    if (interest & EPOLLIN) ev.events |= EPOLLRDHUP;
+  }
   // The fd rides in the event; the ctx stays in fds_, so modify() can change it.
   ev.data.fd = fd;
   ctl_calls_.add();
-  if (::epoll_ctl(epfd_, op, fd, &ev) < 0) {
+  if (sys::epollCtl(epfd_, op, fd, &ev) < 0) {
     return absl::ErrnoToStatus(errno, absl::StrFormat("epoll_ctl(%s, fd %d)", opName(op), fd));
   }
   return absl::OkStatus();
@@ -68,7 +75,7 @@ absl::Status EpollEngine::add(int fd, uint32_t interest, void* ctx) {
   // Grow fds_ only for an fd the kernel accepted, not for any number a caller passes.
   if (absl::Status st = control(EPOLL_CTL_ADD, fd, interest); !st.ok()) return st;
   if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) + 1);
-  fds_[fd] = FdState{ctx, true, true};
+  fds_[fd] = FdState{ctx, interest, true, true};
   return absl::OkStatus();
 }
 
@@ -78,6 +85,7 @@ absl::Status EpollEngine::modify(int fd, uint32_t interest, void* ctx) {
   }
   if (absl::Status st = control(EPOLL_CTL_MOD, fd, interest); !st.ok()) return st;
   fds_[fd].ctx = ctx;
+  fds_[fd].interest = interest;
   fds_[fd].armed = true;
   return absl::OkStatus();
 }
@@ -88,11 +96,15 @@ absl::Status EpollEngine::remove(int fd) {
   }
   // Forget the fd even if DEL fails (say the fd was closed first): it is no longer watched anyway.
   fds_[fd] = FdState{};
+  // Its events later in the batch being dispatched must not reach whoever registers the fd next.
+  for (int i = 0; i < batch_size_; ++i) {
+    if (events_[i].data.fd == fd) events_[i].data.fd = -1;
+  }
   return control(EPOLL_CTL_DEL, fd, 0);
 }
 
 absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* out) {
-  int n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
+  int n = sys::epollWait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
   if (n < 0) {
     const int err = errno;
     out->clear();
@@ -115,17 +127,69 @@ absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* o
   return n;
 }
 
+absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
+  const int n = sys::epollWait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
+  if (n < 0) {
+    const int err = errno;
+    if (err == EINTR) return 0;
+    return absl::ErrnoToStatus(err, "epoll_wait");
+  }
+  // Straight from the kernel's array: the loop's step costs no copy of the events. The ctx is read
+  // at dispatch time, so a modify() made earlier in the batch is seen.
+  batch_size_ = n;
+  epoll_event* events = events_.data();
+  if (mode_ == EpollMode::kOneshot) {
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd < 0) continue;  // removed while this batch was handled
+      fds_[fd].armed = false;
+      fn(fds_[fd].ctx, events[i].events, arg);
+      rearmAfterDispatch(fd);
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd >= 0) fn(fds_[fd].ctx, events[i].events, arg);
+    }
+  }
+  batch_size_ = 0;
+  // A full array may have left ready fds behind; make room for them next time.
+  if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
+  return n;
+}
+
+inline void EpollEngine::rearmAfterDispatch(int fd) {
+  // fds_ may have grown while the fd's events were handled: index it afresh.
+  FdState& s = fds_[fd];
+  if (!s.registered || s.armed || s.interest == 0) return;
+  epoll_event ev;
+  ev.events = s.interest | EPOLLONESHOT;
+  ev.data.fd = fd;
+  ctl_calls_.add();
+  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
+    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
+    return;
+  }
+  s.armed = true;
+}
+
 void EpollEngine::rearm(int fd, uint32_t interest, void* ctx) {
   if (mode_ != EpollMode::kOneshot || fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return;
   FdState& s = fds_[fd];
   // Armed already: modify() ran while the events were handled. Interest 0: nothing to wait for,
   // the next modify() arms it.
   if (!s.registered || s.armed || interest == 0) return;
-  if (absl::Status st = control(EPOLL_CTL_MOD, fd, interest); !st.ok()) {
-    LOG_ERROR("epoll engine: rearm failed: %s", st.ToString());
+  // control() inlined: this runs once per event in oneshot mode.
+  epoll_event ev;
+  ev.events = interest | EPOLLONESHOT;
+  ev.data.fd = fd;
+  ctl_calls_.add();
+  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
+    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
     return;
   }
   s.ctx = ctx;
+  s.interest = interest;
   s.armed = true;
 }
 

@@ -28,6 +28,7 @@ class EpollEngine final : public Engine {
   absl::Status modify(int fd, uint32_t interest, void* ctx) override;
   absl::Status remove(int fd) override;
   absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
+  absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override;
   void rearm(int fd, uint32_t interest, void* ctx) override;
   bool needsRearm() const override { return mode_ == EpollMode::kOneshot; }
   bool edgeTriggered() const override { return mode_ == EpollMode::kEdge; }
@@ -39,16 +40,19 @@ class EpollEngine final : public Engine {
  private:
   struct FdState {
     void* ctx = nullptr;
+    uint32_t interest = 0;
     bool registered = false;
     bool armed = false;  // oneshot: false once wait() reported the fd, until modify()/rearm()
   };
 
   EpollEngine(int epfd, EpollMode mode);
   absl::Status control(int op, int fd, uint32_t interest);
+  void rearmAfterDispatch(int fd);
 
   const int epfd_;
   const EpollMode mode_;
   std::vector<epoll_event> events_;
+  int batch_size_ = 0;  // events_ being dispatched; remove() marks the fd's ones with data.fd -1
   std::vector<FdState> fds_;  // indexed by fd
 };
 

@@ -51,6 +51,7 @@ absl::Status PollEngine::remove(int fd) {
   pollfds_.pop_back();
   ctxs_.pop_back();
   index_[fd] = -1;
+  forgetPending(fd);
   return absl::OkStatus();
 }
 

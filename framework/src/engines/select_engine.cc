@@ -59,6 +59,7 @@ absl::Status SelectEngine::remove(int fd) {
   setInterest(fd, 0);
   registered_[fd] = false;
   ctxs_[fd] = nullptr;
+  forgetPending(fd);
   while (max_fd_ >= 0 && !registered_[max_fd_]) --max_fd_;
   return absl::OkStatus();
 }

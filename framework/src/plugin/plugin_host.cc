@@ -14,9 +14,10 @@
 namespace plexus {
 namespace {
 
-// One connection as its handler sees it, kept in the connection's context (through HostedRef).
-// Loop thread only, like the connection.
-class HostedConnection final : public Session {
+// One connection as its handler sees it, kept in the connection's context (through HostedRef) and
+// set as the connection's ConnectionHandler, so input reaches it with one virtual call. Loop thread
+// only, like the connection.
+class HostedConnection final : public Session, public ConnectionHandler {
  public:
   HostedConnection(TcpConnection* conn, std::shared_ptr<PluginFactory> factory)
       : factory_(std::move(factory)), conn_(conn) {}
@@ -30,6 +31,10 @@ class HostedConnection final : public Session {
   std::string peerAddress() const override { return conn_->peerAddress().toIpPort(); }
   EventLoop* loop() const override { return conn_->getLoop(); }
   size_t pendingOutputBytes() const override { return conn_->outputBuffer()->readableBytes(); }
+
+  // ConnectionHandler
+  void onMessage(const TcpConnectionPtr& conn, Buffer* input) override;
+  void onWriteComplete(const TcpConnectionPtr& conn) override;
 
   void start() {
     call("factory newHandler()", [this] {
@@ -124,43 +129,39 @@ class HostedRef {
     if (p_ && --p_->refs_ == 0) delete p_;
   }
   HostedConnection* operator->() const { return p_; }
+  HostedConnection& operator*() const { return *p_; }
 
  private:
   HostedConnection* p_;
 };
 
-// Each entry point copies the reference before calling the handler: a handler callback may close
-// the connection, and the close resets the context while the HostedConnection is on the stack.
+// Each entry point takes a reference before calling the handler: a handler callback may close the
+// connection, and the close resets the context while the HostedConnection is on the stack.
+
+void HostedConnection::onMessage(const TcpConnectionPtr& /*conn*/, Buffer* input) {
+  HostedRef keep(this);
+  data(*input);
+}
+
+void HostedConnection::onWriteComplete(const TcpConnectionPtr& /*conn*/) {
+  HostedRef keep(this);
+  drained();
+}
 
 void onConnection(const std::shared_ptr<PluginFactory>& factory, const TcpConnectionPtr& conn) {
   if (conn->connected()) {
     HostedRef ref(new HostedConnection(conn.get(), factory));
     conn->setContext(ref);
+    conn->setHandler(&*ref);
     ref->start();
     return;
   }
   HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
   if (ref == nullptr) return;
   HostedRef keep = *ref;
+  conn->setHandler(nullptr);
   conn->setContext(std::any());
   keep->closed();
-}
-
-void onMessage(const TcpConnectionPtr& conn, Buffer* input) {
-  HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
-  if (ref == nullptr) {
-    input->retrieveAll();
-    return;
-  }
-  HostedRef keep = *ref;
-  keep->data(*input);
-}
-
-void onWriteComplete(const TcpConnectionPtr& conn) {
-  HostedRef* ref = std::any_cast<HostedRef>(conn->mutableContext());
-  if (ref == nullptr) return;
-  HostedRef keep = *ref;
-  keep->drained();
 }
 
 }  // namespace
@@ -170,8 +171,10 @@ void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   server.setConnectionCallback([factory = std::move(factory)](const TcpConnectionPtr& conn) {
     onConnection(factory, conn);
   });
-  server.setMessageCallback(&onMessage);
-  server.setWriteCompleteCallback(&onWriteComplete);
+  // Input and drain notices go to each connection's HostedConnection (its ConnectionHandler);
+  // these only see a connection that never got one.
+  server.setMessageCallback([](const TcpConnectionPtr&, Buffer* input) { input->retrieveAll(); });
+  server.setWriteCompleteCallback(nullptr);
 }
 
 }  // namespace plexus
