@@ -9,9 +9,9 @@ namespace detail {
 
 // Set by the EventLoop constructor on its thread, cleared by its destructor. initial-exec: a plain
 // %fs-relative load, no __tls_get_addr call (libplexus is linked, never dlopen()ed); hidden: not
-// part of the library's interface.
-extern __attribute__((tls_model("initial-exec"), visibility("hidden"))) thread_local EventLoop*
-    t_current_loop;
+// part of the library's interface; constinit: no dynamic initialisation, so no TLS wrapper call.
+extern __attribute__((tls_model("initial-exec"), visibility("hidden"))) constinit thread_local
+    EventLoop* t_current_loop;
 
 }  // namespace detail
 }  // namespace plexus

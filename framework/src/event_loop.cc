@@ -11,7 +11,7 @@
 namespace plexus {
 
 namespace detail {
-thread_local EventLoop* t_current_loop = nullptr;
+constinit thread_local EventLoop* t_current_loop = nullptr;
 }  // namespace detail
 
 namespace {

@@ -91,7 +91,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     Buffer& shared = loop_->readBuffer();
     Buffer* in = input_.empty() ? &shared : &input_;
     int saved_errno = 0;
-    const size_t room = in->readCapacity();
+    const size_t room = edge ? in->readCapacity() : 0;
     const ssize_t n = detail::readInto(*in, channel_.fd(), &saved_errno);
     loop_->counters().read_calls.add();
     if (n > 0) {
@@ -125,8 +125,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     }
     if (saved_errno == EINTR) continue;
     if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) return;
-    LOG_DEBUG("connection %s: read: %s", name(), std::strerror(saved_errno));
-    handleClose();
+    readFailed(saved_errno);
     return;
   }
 }
@@ -149,6 +148,11 @@ void TcpConnection::handleEvent(uint32_t revents) {
   }
   in_event_ = false;
   if (state_.load(std::memory_order_relaxed) == kDisconnected) releaseSelf();
+}
+
+void TcpConnection::readFailed(int err) {
+  LOG_DEBUG("connection %s: read: %s", name(), std::strerror(err));
+  handleClose();
 }
 
 void TcpConnection::handlePeerClosed() {
@@ -250,22 +254,31 @@ void TcpConnection::handleError() {
   handleClose();
 }
 
-// Inline into both send()s: the common case is one send(2) that takes everything.
+// Inline into both send()s. The common case, one send(2) that takes everything, stays here; the
+// rest is out of line, so this path needs few registers.
 inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   const State st = state_.load(std::memory_order_relaxed);
-  if (st == kDisconnected || st == kConnecting || write_shut_ || len == 0) return;
-  if (!output_.empty()) {
-    queueOutput(data, len);  // behind what is queued already
+  if (output_.empty() && (st == kConnected || st == kDisconnecting) && !write_shut_ && len != 0) {
+    const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
+    loop_->counters().write_calls.add();
+    if (static_cast<size_t>(n) == len) {  // -1 never equals len
+      bytes_sent_ += len;
+      if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+      // All written at once: nothing was queued, so no write-complete follows.
+      return;
+    }
+    sendRest(data, len, n);
     return;
   }
-  const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-  loop_->counters().write_calls.add();
+  sendQueued(data, len);
+}
+
+// The direct send took `n` of `len` bytes, or failed (-1, errno set).
+void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
   if (n >= 0) {
     const auto written = static_cast<size_t>(n);
     bytes_sent_ += written;
     if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
-    // All written at once: nothing was queued, so no write-complete follows.
-    if (written == len) return;
     queueOutput(data + written, len - written);
     return;
   }
@@ -275,6 +288,13 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   }
   LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
   handleClose();
+}
+
+// No direct send: output is queued already, or the connection cannot send.
+void TcpConnection::sendQueued(const char* data, size_t len) {
+  const State st = state_.load(std::memory_order_relaxed);
+  if (st == kDisconnected || st == kConnecting || write_shut_ || len == 0) return;
+  queueOutput(data, len);  // behind what is queued already
 }
 
 void TcpConnection::queueOutput(const char* data, size_t len) {

@@ -133,7 +133,10 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void handleClose();
   void handleError();
   void sendInLoop(const char* data, size_t len);
+  void sendRest(const char* data, size_t len, ssize_t n);
+  void sendQueued(const char* data, size_t len);
   void queueOutput(const char* data, size_t len);
+  void readFailed(int err);
   void shutdownInLoop();
   void closeAfterFlushInLoop();
   void forceCloseInLoop();
