@@ -22,6 +22,23 @@ TcpClient::TcpClient(EventLoop* loop, const InetAddress& server, TcpClientOption
   });
 }
 
+namespace {
+
+// Owns the connection of a TcpClient that is gone: destroys it once it has closed.
+class OrphanOwner final : public ConnectionOwner {
+ public:
+  void connectionClosed(const TcpConnectionPtr& conn) override {
+    conn->getLoop()->queueInLoop([conn] { conn->connectDestroyed(); });
+  }
+};
+
+ConnectionOwner& orphanOwner() {
+  static OrphanOwner owner;  // stateless; never destroyed before the connections it owns
+  return owner;
+}
+
+}  // namespace
+
 TcpClient::~TcpClient() {
   auto teardown = [this] {
     connect_wanted_ = false;
@@ -29,10 +46,7 @@ TcpClient::~TcpClient() {
     TcpConnectionPtr conn = connection();
     if (conn) {
       // The connection may outlive us: it must not call back into this client.
-      EventLoop* loop = loop_;
-      conn->setCloseCallback([loop](const TcpConnectionPtr& c) {
-        loop->queueInLoop([c] { c->connectDestroyed(); });
-      });
+      conn->setOwner(&orphanOwner());
       conn->forceClose();
     }
   };
@@ -80,7 +94,7 @@ void TcpClient::newConnection(int sockfd) {
   auto conn = std::make_shared<TcpConnection>(loop_, next_id_++, sockfd,
                                               detail::peerAddressOf(sockfd), shared_callbacks_,
                                               options_.connection);
-  conn->setCloseCallback([this](const TcpConnectionPtr& c) { removeConnection(c); });
+  conn->setOwner(this);
   {
     absl::MutexLock lock(&mutex_);
     connection_ = conn;
@@ -93,7 +107,7 @@ void TcpClient::newConnection(int sockfd) {
   }
 }
 
-void TcpClient::removeConnection(const TcpConnectionPtr& conn) {
+void TcpClient::connectionClosed(const TcpConnectionPtr& conn) {
   loop_->assertInLoopThread();
   {
     absl::MutexLock lock(&mutex_);

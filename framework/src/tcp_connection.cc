@@ -18,12 +18,17 @@ namespace plexus {
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
                              std::shared_ptr<const ConnectionCallbacks> callbacks,
                              const ConnectionOptions& options)
-    : loop_(loop),
-      id_(id),
+    : id_(id),
       channel_(loop, sockfd, this),
       peer_(peer),
       callbacks_(std::move(callbacks)),
-      options_(options) {}
+      high_water_mark_(options.high_water_mark),
+      low_water_mark_(options.low_water_mark ? options.low_water_mark
+                                             : options.high_water_mark / 2),
+      idle_timeout_(options.idle_timeout) {
+  // Here rather than in connectEstablished(): one option fewer to keep per connection.
+  if (options.tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
+}
 
 TcpConnection::~TcpConnection() {
   if (fd_open_) detail::closeFd(channel_.fd());
@@ -36,8 +41,7 @@ std::string TcpConnection::name() const {
 }
 
 absl::Status TcpConnection::connectEstablished() {
-  loop_->assertInLoopThread();
-  if (options_.tcp_no_delay) detail::setTcpNoDelay(channel_.fd(), true);
+  getLoop()->assertInLoopThread();
   absl::Status s = channel_.setInterest(kEventRead);
   if (!s.ok()) {
     state_.store(kDisconnected, std::memory_order_release);
@@ -46,20 +50,20 @@ absl::Status TcpConnection::connectEstablished() {
   }
   state_.store(kConnected, std::memory_order_release);
   self_ = shared_from_this();
-  if (options_.idle_timeout.count() > 0) {
+  if (idle_timeout_.count() > 0) {
     last_active_ = Clock::now();
-    armIdleTimer(options_.idle_timeout);
+    armIdleTimer(idle_timeout_);
   }
   if (callbacks_->connection) callbacks_->connection(shared_from_this());
   return absl::OkStatus();
 }
 
 void TcpConnection::connectDestroyed() {
-  loop_->assertInLoopThread();
+  getLoop()->assertInLoopThread();
   if (state_.load(std::memory_order_relaxed) != kDisconnected) {
     // The owner is going away with the connection still open.
     state_.store(kDisconnected, std::memory_order_release);
-    loop_->cancel(idle_timer_);
+    getLoop()->cancel(idle_timer_);
     channel_.remove();
     closeFdNow();
     if (callbacks_->connection) callbacks_->connection(shared_from_this());
@@ -71,7 +75,7 @@ void TcpConnection::releaseSelf() {
   // During an event the callbacks hold self_ by reference: handleEvent() comes back here once
   // they have returned.
   if (!self_ || in_event_) return;
-  loop_->queueInLoop([self = std::move(self_)] {});
+  getLoop()->queueInLoop([self = std::move(self_)] {});
 }
 
 void TcpConnection::closeFdNow() {
@@ -83,20 +87,20 @@ void TcpConnection::closeFdNow() {
 // Inlined into handleEvent(), its only caller: one call frame fewer per message.
 __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpConnectionPtr& self,
                                                                      uint32_t revents) {
-  const bool edge = loop_->edgeTriggered();
+  const bool edge = getLoop()->edgeTriggered();
   for (;;) {
     // Reads land in the loop's shared buffer while this connection has no partial input of its
     // own; only bytes the message callback leaves behind are copied into input_. So an echo-style
     // handler allocates nothing per message and an idle connection holds no input memory.
-    Buffer& shared = loop_->readBuffer();
+    Buffer& shared = getLoop()->readBuffer();
     Buffer* in = input_.empty() ? &shared : &input_;
     int saved_errno = 0;
     const size_t room = edge ? in->readCapacity() : 0;
     const ssize_t n = detail::readInto(*in, channel_.fd(), &saved_errno);
-    loop_->counters().read_calls.add();
+    getLoop()->counters().read_calls.add();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
-      if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+      if (idle_timeout_.count() > 0) last_active_ = Clock::now();
       if (handler_ != nullptr) {
         handler_->onMessage(self, in);
       } else if (callbacks_->message) {
@@ -171,7 +175,7 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
   const ssize_t n =
       detail::sys::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
-  loop_->counters().write_calls.add();
+  getLoop()->counters().write_calls.add();
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
@@ -179,7 +183,7 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
     return;
   }
   bytes_sent_ += static_cast<uint64_t>(n);
-  if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+  if (idle_timeout_.count() > 0) last_active_ = Clock::now();
   output_.retrieve(static_cast<size_t>(n));
   if (output_.empty()) {
     channel_.disableWriting();
@@ -212,7 +216,7 @@ void TcpConnection::afterOutputDrained() {
 }
 
 size_t TcpConnection::lowWaterMark() const {
-  return options_.low_water_mark ? options_.low_water_mark : options_.high_water_mark / 2;
+  return low_water_mark_;
 }
 
 bool TcpConnection::wantsToRead() const {
@@ -230,10 +234,10 @@ void TcpConnection::updateReadInterest() {
 }
 
 void TcpConnection::handleClose() {
-  loop_->assertInLoopThread();
+  getLoop()->assertInLoopThread();
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
   state_.store(kDisconnected, std::memory_order_release);
-  loop_->cancel(idle_timer_);
+  getLoop()->cancel(idle_timer_);
   // Out of the engine before the fd is closed.
   channel_.remove();
   closeFdNow();
@@ -244,7 +248,7 @@ void TcpConnection::handleClose() {
   TcpConnectionPtr guard = shared_from_this();
   if (callbacks_->connection) callbacks_->connection(guard);
   // The owner drops its reference in a functor queued on this loop, after this event.
-  if (close_callback_) close_callback_(guard);
+  if (owner_ != nullptr) owner_->connectionClosed(guard);
   releaseSelf();
 }
 
@@ -260,10 +264,10 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   const State st = state_.load(std::memory_order_relaxed);
   if (output_.empty() && (st == kConnected || st == kDisconnecting) && !write_shut_ && len != 0) {
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-    loop_->counters().write_calls.add();
+    getLoop()->counters().write_calls.add();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
       bytes_sent_ += len;
-      if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+      if (idle_timeout_.count() > 0) last_active_ = Clock::now();
       // All written at once: nothing was queued, so no write-complete follows.
       return;
     }
@@ -278,7 +282,7 @@ void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
   if (n >= 0) {
     const auto written = static_cast<size_t>(n);
     bytes_sent_ += written;
-    if (options_.idle_timeout.count() > 0) last_active_ = Clock::now();
+    if (idle_timeout_.count() > 0) last_active_ = Clock::now();
     queueOutput(data + written, len - written);
     return;
   }
@@ -300,7 +304,7 @@ void TcpConnection::sendQueued(const char* data, size_t len) {
 void TcpConnection::queueOutput(const char* data, size_t len) {
   const size_t before = output_.readableBytes();
   output_.append(data, len);
-  const size_t hwm = options_.high_water_mark;
+  const size_t hwm = high_water_mark_;
   if (hwm > 0 && before < hwm && output_.readableBytes() >= hwm) {
     // The peer reads slower than it sends: stop reading from it until the output drains.
     backpressured_ = true;
@@ -311,24 +315,24 @@ void TcpConnection::queueOutput(const char* data, size_t len) {
 }
 
 void TcpConnection::send(std::string_view data) {
-  if (loop_->isInLoopThread()) {
+  if (getLoop()->isInLoopThread()) {
     sendInLoop(data.data(), data.size());
     return;
   }
-  loop_->queueInLoop([self = shared_from_this(), bytes = std::string(data)] {
+  getLoop()->queueInLoop([self = shared_from_this(), bytes = std::string(data)] {
     self->sendInLoop(bytes.data(), bytes.size());
   });
 }
 
 void TcpConnection::send(Buffer* buf) {
   // The thread-local check is two instructions; assertInLoopThread() confirms and reports.
-  if (__builtin_expect(detail::t_current_loop != loop_, 0)) loop_->assertInLoopThread();
+  if (__builtin_expect(detail::t_current_loop != getLoop(), 0)) getLoop()->assertInLoopThread();
   sendInLoop(buf->peek(), buf->readableBytes());
   buf->retrieveAll();
 }
 
 void TcpConnection::shutdown() {
-  loop_->runInLoop([self = shared_from_this()] { self->shutdownInLoop(); });
+  getLoop()->runInLoop([self = shared_from_this()] { self->shutdownInLoop(); });
 }
 
 void TcpConnection::shutdownInLoop() {
@@ -342,7 +346,7 @@ void TcpConnection::shutdownInLoop() {
 }
 
 void TcpConnection::closeAfterFlush() {
-  loop_->runInLoop([self = shared_from_this()] { self->closeAfterFlushInLoop(); });
+  getLoop()->runInLoop([self = shared_from_this()] { self->closeAfterFlushInLoop(); });
 }
 
 void TcpConnection::closeAfterFlushInLoop() {
@@ -356,24 +360,24 @@ void TcpConnection::closeAfterFlushInLoop() {
 }
 
 void TcpConnection::forceClose() {
-  loop_->runInLoop([self = shared_from_this()] { self->handleClose(); });
+  getLoop()->runInLoop([self = shared_from_this()] { self->handleClose(); });
 }
 
 void TcpConnection::startReading() {
-  loop_->assertInLoopThread();
+  getLoop()->assertInLoopThread();
   reading_ = true;
   updateReadInterest();
 }
 
 void TcpConnection::stopReading() {
-  loop_->assertInLoopThread();
+  getLoop()->assertInLoopThread();
   reading_ = false;
   updateReadInterest();
 }
 
 void TcpConnection::armIdleTimer(Duration delay) {
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  idle_timer_ = loop_->runAfter(delay, [weak] {
+  idle_timer_ = getLoop()->runAfter(delay, [weak] {
     if (auto self = weak.lock()) self->onIdleTimer();
   });
 }
@@ -382,12 +386,12 @@ void TcpConnection::onIdleTimer() {
   idle_timer_ = TimerId{};
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
   const Duration idle = Clock::now() - last_active_;
-  if (idle >= options_.idle_timeout) {
+  if (idle >= idle_timeout_) {
     LOG_INFO("connection %s idle for %.1f s: closing", name(),
              std::chrono::duration<double>(idle).count());
     handleClose();
   } else {
-    armIdleTimer(options_.idle_timeout - idle);
+    armIdleTimer(idle_timeout_ - idle);
   }
 }
 

@@ -9,9 +9,13 @@
 
 namespace plexus {
 
-// The connections owned by one loop. Touched on that loop's thread only.
-struct TcpServer::LoopConnections {
-  explicit LoopConnections(EventLoop* l) : loop(l) {}
+// The connections owned by one loop, and their owner. Touched on that loop's thread only.
+struct TcpServer::LoopConnections final : ConnectionOwner {
+  LoopConnections(TcpServer* s, EventLoop* l) : server(s), loop(l) {}
+  void connectionClosed(const TcpConnectionPtr& conn) override {
+    server->removeConnection(this, conn);
+  }
+  TcpServer* const server;
   EventLoop* const loop;
   absl::flat_hash_map<uint64_t, TcpConnectionPtr> connections;
 
@@ -56,7 +60,7 @@ absl::Status TcpServer::start() {
     return s;
   }
   for (EventLoop* loop : pool_->loops()) {
-    per_loop_.push_back(std::make_unique<LoopConnections>(loop));
+    per_loop_.push_back(std::make_unique<LoopConnections>(this, loop));
     if (thread_init_ && loop != base_loop_) loop->runInLoop([cb = thread_init_, loop] { cb(loop); });
   }
   acceptor_->setNewConnectionCallback(
@@ -98,7 +102,7 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
 
   auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
                                               shared_callbacks_, options_.connection);
-  conn->setCloseCallback([this, lc](const TcpConnectionPtr& c) { removeConnection(lc, c); });
+  conn->setOwner(lc);
   io_loop->runInLoop([this, lc, conn] {
     if (stopping_.load(std::memory_order_acquire)) {
       releaseConnection(lc->loop);

@@ -20,6 +20,5 @@ using MessageCallback = std::function<void(const TcpConnectionPtr&, Buffer*)>;
 using WriteCompleteCallback = std::function<void(const TcpConnectionPtr&)>;
 // Called when the output buffer first grows past the high-water mark (reading is paused then).
 using HighWaterMarkCallback = std::function<void(const TcpConnectionPtr&, size_t)>;
-using CloseCallback = std::function<void(const TcpConnectionPtr&)>;
 
 }  // namespace plexus

@@ -37,7 +37,7 @@ struct TcpClientOptions {
   ConnectionOptions connection;
 };
 
-class TcpClient {
+class TcpClient : private ConnectionOwner {
  public:
   TcpClient(EventLoop* loop, const InetAddress& server, TcpClientOptions options = {});
   ~TcpClient();
@@ -65,7 +65,7 @@ class TcpClient {
 
  private:
   void newConnection(int sockfd);
-  void removeConnection(const TcpConnectionPtr& conn);
+  void connectionClosed(const TcpConnectionPtr& conn) override;
 
   EventLoop* const loop_;
   const InetAddress server_;

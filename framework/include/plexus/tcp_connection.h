@@ -67,6 +67,18 @@ class ConnectionHandler {
   ~ConnectionHandler() = default;
 };
 
+// The owner of a connection (TcpServer, TcpClient): told once, on the loop thread, when the
+// connection has closed, so it can let go of it. It must drop its reference in a functor queued on
+// the loop (the close may be reported in the middle of one of the connection's events), and call
+// connectDestroyed() there.
+class ConnectionOwner {
+ public:
+  virtual void connectionClosed(const TcpConnectionPtr& conn) = 0;
+
+ protected:
+  ~ConnectionOwner() = default;
+};
+
 class TcpConnection : public std::enable_shared_from_this<TcpConnection>, private EventHandler {
  public:
   // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop next.
@@ -76,7 +88,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
 
-  EventLoop* getLoop() const { return loop_; }
+  EventLoop* getLoop() const { return channel_.loop(); }
   uint64_t id() const { return id_; }
   std::string name() const;  // "#id peer-address"
   // Asked of the socket (getsockname) rather than kept: one fewer address per connection.
@@ -108,7 +120,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   Buffer* outputBuffer() { return &output_; }
   void setContext(std::any context) { context_ = std::move(context); }
   std::any* mutableContext() { return &context_; }
-  void setCloseCallback(CloseCallback cb) { close_callback_ = std::move(cb); }
+  // Who is told when the connection has closed (nullptr: nobody). Loop thread only, or before
+  // connectEstablished().
+  void setOwner(ConnectionOwner* owner) { owner_ = owner; }
   // Routes input and drain notices to `handler` instead of the message and write-complete
   // callbacks; nullptr goes back to the callbacks. Loop thread only.
   void setHandler(ConnectionHandler* handler) { handler_ = handler; }
@@ -150,7 +164,6 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   bool wantsToRead() const;
   size_t lowWaterMark() const;
 
-  EventLoop* const loop_;
   const uint64_t id_;
   std::atomic<State> state_{kConnecting};
   bool reading_ = true;          // wanted by the user (startReading/stopReading)
@@ -167,10 +180,15 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   std::shared_ptr<const ConnectionCallbacks> callbacks_;
   // This connection, while it is established (see Lifetime above).
   TcpConnectionPtr self_;
-  CloseCallback close_callback_;
+  ConnectionOwner* owner_ = nullptr;
+  // After callbacks_, so destroyed before them: a context may rely on what the callbacks hold (the
+  // plugin host's does).
   std::any context_;
   ConnectionHandler* handler_ = nullptr;
-  const ConnectionOptions options_;
+  // From ConnectionOptions (tcp_no_delay is applied by the constructor); low_water_mark_ resolved.
+  const size_t high_water_mark_;
+  const size_t low_water_mark_;
+  const Duration idle_timeout_;
   Clock::time_point last_active_;
   TimerId idle_timer_;
   uint64_t bytes_received_ = 0;

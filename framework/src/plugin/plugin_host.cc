@@ -19,8 +19,7 @@ namespace {
 // only, like the connection.
 class HostedConnection final : public Session, public ConnectionHandler {
  public:
-  HostedConnection(TcpConnection* conn, std::shared_ptr<PluginFactory> factory)
-      : factory_(std::move(factory)), conn_(conn) {}
+  HostedConnection(TcpConnection* conn, PluginFactory* factory) : factory_(factory), conn_(conn) {}
 
   // Session
   void send(std::string_view data) override { conn_->send(data); }
@@ -99,9 +98,11 @@ class HostedConnection final : public Session, public ConnectionHandler {
     conn_->forceClose();
   }
 
-  // Declared before handler_, so the handler is destroyed first: its code may live in the library
-  // that the factory keeps loaded.
-  std::shared_ptr<PluginFactory> factory_;
+  // Not a reference of our own (16 bytes per connection): the factory, and the plugin library it
+  // keeps loaded, live as long as servePlugin()'s connection callback, which holds them. Every
+  // HostedConnection is made by that callback, and lives in the context of a connection whose
+  // ConnectionCallbacks hold that callback; a connection's context goes before its callbacks.
+  PluginFactory* const factory_;
   std::unique_ptr<ProtocolHandler> handler_;
   TcpConnection* const conn_;  // owns this object, through its context
   int depth_ = 0;              // handler callbacks on the stack
@@ -150,7 +151,7 @@ void HostedConnection::onWriteComplete(const TcpConnectionPtr& /*conn*/) {
 
 void onConnection(const std::shared_ptr<PluginFactory>& factory, const TcpConnectionPtr& conn) {
   if (conn->connected()) {
-    HostedRef ref(new HostedConnection(conn.get(), factory));
+    HostedRef ref(new HostedConnection(conn.get(), factory.get()));
     conn->setContext(ref);
     conn->setHandler(&*ref);
     ref->start();
