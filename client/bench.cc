@@ -1,7 +1,11 @@
 #include "client/bench.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -47,6 +51,12 @@ class Runner {
         shared_(options.connections),
         threads_(std::min(options.threads, options.connections)) {}
 
+  ~Runner() {
+    for (int fd : idle_fds_) ::close(fd);
+  }
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
   absl::StatusOr<BenchResult> run() {
     shared_.setTokens(threads_);
     for (int t = 0; t < threads_; ++t) {
@@ -59,6 +69,8 @@ class Runner {
     }
     BenchResult r = describe();
 
+    // The silent connections first, so the server watches them all while the others run.
+    if (opts_.idle > 0) connectIdle(&r);
     for (auto& w : workers_) w->connectAll();
     waitConnected();
     const bool started = up() > 0;
@@ -105,6 +117,7 @@ class Runner {
  private:
   BenchResult describe() const {
     BenchResult r;
+    r.idle = opts_.idle;
     r.open_loop = opts_.openLoop();
     r.server = plan_.server.toIpPort();
     r.engine = workers_.front()->engineDescription();
@@ -116,6 +129,34 @@ class Runner {
     r.count = opts_.count;
     r.verify = opts_.verify;
     return r;
+  }
+
+  // Opens --idle connections one at a time (no SYN burst), each with a blocking connect bounded
+  // by the connect timeout. A failure counts as a connect error.
+  void connectIdle(BenchResult* r) {
+    const timeval tv{static_cast<time_t>(opts_.connect_timeout.count() / 1000),
+                     static_cast<suseconds_t>(opts_.connect_timeout.count() % 1000 * 1000)};
+    for (int i = 0; i < opts_.idle; ++i) {
+      const int fd = ::socket(plan_.server.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        noteIdleError(r, absl::StrCat("idle connection: socket: ", std::strerror(errno)));
+        continue;
+      }
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      if (::connect(fd, plan_.server.sockAddr(), plan_.server.sockLen()) != 0) {
+        noteIdleError(r, absl::StrCat("idle connection to ", plan_.server.toIpPort(), ": ",
+                                      std::strerror(errno)));
+        ::close(fd);
+        continue;
+      }
+      idle_fds_.push_back(fd);
+    }
+    r->idle_connected = static_cast<int>(idle_fds_.size());
+  }
+
+  static void noteIdleError(BenchResult* r, std::string error) {
+    ++r->connect_errors;
+    if (r->first_connect_error.empty()) r->first_connect_error = std::move(error);
   }
 
   int up() const {
@@ -193,6 +234,7 @@ class Runner {
   Clock::time_point measure_start_;
   // Declared last: destroyed first, while the plan and the shared state still exist.
   std::vector<std::unique_ptr<BenchWorker>> workers_;
+  std::vector<int> idle_fds_;  // closed by the destructor
 };
 
 // Many connections need many fds: lift the soft limit towards the hard one when it is too low.
@@ -225,7 +267,7 @@ int runBenchCommand(int argc, const char* const argv[]) {
   }
   const BenchOptions& opts = cmd->options;
   setLogLevel(LogLevel::kError);
-  raiseFdLimit(opts.connections);
+  raiseFdLimit(opts.connections + opts.idle);
 
   absl::StatusOr<InetAddress> server = InetAddress::resolve(opts.host, opts.port);
   if (!server.ok()) {

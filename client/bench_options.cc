@@ -82,6 +82,9 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
     ("port,p", po::value<int>(&port)->default_value(port), "server port")
     ("connections,c", po::value<int>(&o.connections)->default_value(o.connections),
      "connections, spread over the threads")
+    ("idle", po::value<int>(&o.idle)->default_value(0),
+     "extra connections opened first and kept open without traffic (a server watching many "
+     "fds of which few are active)")
     ("size", po::value<std::string>(&size)->default_value(size),
      "payload bytes per message (16, 4K, 64K, 1M)")
     ("duration,d", po::value<double>(&o.duration_s)->default_value(o.duration_s),
@@ -122,6 +125,9 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
   if (o.connections < 1 || o.connections > 1000000) {
     return absl::InvalidArgumentError(
         absl::StrFormat("bad --connections %d (expected 1-1000000)", o.connections));
+  }
+  if (o.idle < 0 || o.idle > 1000000) {
+    return absl::InvalidArgumentError(absl::StrFormat("bad --idle %d (expected 0-1000000)", o.idle));
   }
   absl::StatusOr<size_t> bytes = parseSize(size);
   if (!bytes.ok()) return bytes.status();

@@ -15,6 +15,7 @@ struct BenchOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   int connections = 100;
+  int idle = 0;                   // extra connections held open and silent for the whole run
   size_t size = 16;               // payload bytes per message
   double duration_s = 10;         // measured time (ignored when count > 0)
   int threads = 1;                // client loop threads; the parser defaults it to the core count

@@ -48,6 +48,10 @@ std::string formatSummary(const BenchResult& r) {
   }
   absl::StrAppendFormat(&out, "  connections  %d of %d up, %d thread%s, engine %s\n", r.connected,
                         r.connections, r.threads, r.threads == 1 ? "" : "s", r.engine);
+  if (r.idle > 0) {
+    absl::StrAppendFormat(&out, "  idle         %d of %d silent connections up\n",
+                          r.idle_connected, r.idle);
+  }
   absl::StrAppendFormat(&out, "  message      %s, verify %s\n", sizeText(r.size),
                         r.verify ? "on" : "off");
   std::string window = r.count > 0 ? absl::StrFormat("%d round trips per connection in %.3f s",
@@ -84,6 +88,7 @@ std::string formatJson(const BenchResult& r) {
                         jsonString(r.engine));
   absl::StrAppendFormat(&out, "\"connections\":%d,\"connected\":%d,\"size\":%d,\"threads\":%d,",
                         r.connections, r.connected, r.size, r.threads);
+  absl::StrAppendFormat(&out, "\"idle\":%d,\"idle_connected\":%d,", r.idle, r.idle_connected);
   absl::StrAppendFormat(&out, "\"rate\":%.6g,\"warmup_s\":%.6g,\"count\":%d,", r.rate, r.warmup_s,
                         r.count);
   absl::StrAppendFormat(&out, "\"duration_s\":%.6f,\"messages\":%d,\"msgs_per_sec\":%.3f,",

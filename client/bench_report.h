@@ -15,6 +15,7 @@ struct BenchResult {
   std::string server;   // "127.0.0.1:9000"
   std::string engine;   // the client loops' engine, e.g. "epoll (oneshot)"
   int connections = 0;
+  int idle = 0;          // silent extra connections asked for
   int threads = 0;
   size_t size = 0;
   double rate = 0;       // open loop: messages/s over all connections
@@ -25,6 +26,7 @@ struct BenchResult {
   // What happened. Only the measured window counts, except for the error counters, which count
   // the whole run (a corrupted echo during the warm-up is still a mismatch).
   int connected = 0;
+  int idle_connected = 0;
   double duration_s = 0;  // the measured window
   uint64_t messages = 0;  // measured round trips
   double msgs_per_sec = 0;

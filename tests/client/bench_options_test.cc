@@ -107,7 +107,7 @@ TEST(BenchOptionsTest, BadOptionsAreOneLineErrors) {
            {"--connections", "x"}, {"--size", "0"}, {"--size", "1G"}, {"--duration", "0"},
            {"--duration", "-1"}, {"--duration", "nan"}, {"--threads", "0"}, {"--warmup", "-1"},
            {"--count", "0"}, {"--count", "-5"}, {"--count", "5", "--duration", "3"},
-           {"--rate", "0"}, {"--rate", "-10"}, {"--ramp-up", "-1"}, {"--connect-timeout", "0"},
+           {"--rate", "0"}, {"--rate", "-10"}, {"--idle", "-1"}, {"--idle", "x"}, {"--ramp-up", "-1"}, {"--connect-timeout", "0"},
            {"--engine", "kqueue"}, {"--epoll-mode", "sometimes"},
            {"--engine", "poll", "--epoll-mode", "edge"}, {"extra"}, {"-s", ""}, {"--size"}}) {
     std::vector<const char*> argv = {"bench"};

@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include "client/bench.h"
 #include "client/bench_report.h"
@@ -114,6 +116,35 @@ INSTANTIATE_TEST_SUITE_P(Engines, BenchEngineTest,
                            for (char& ch : name) ch = ch == '/' ? '_' : ch;
                            return name;
                          });
+
+// --idle: silent connections held open during the run, beside the active ones.
+TEST(BenchRunTest, IdleConnectionsStayOpenAndSilent) {
+  ServerHarness h(serverOptions(), testing::installEcho);
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.idle = 30;
+  o.duration_s = 0.5;
+  o.verify = true;
+  // The server sees all 34 connections while the active ones run (for half a second).
+  std::atomic<bool> seen_all{false};
+  std::thread watch([&] {
+    seen_all = testing::waitUntil([&] { return h.server().connectionCount() == 34; });
+  });
+  absl::StatusOr<BenchResult> r = run(o);
+  watch.join();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->idle, 30);
+  EXPECT_EQ(r->idle_connected, 30);
+  EXPECT_EQ(r->connected, 4);
+  EXPECT_GT(r->messages, 0u);
+  EXPECT_EQ(r->connect_errors, 0u);
+  EXPECT_EQ(r->mismatches, 0u);
+  EXPECT_TRUE(seen_all);
+  EXPECT_NE(formatJson(*r).find("\"idle\":30,\"idle_connected\":30"), std::string::npos);
+  // All closed once the run is over.
+  EXPECT_TRUE(testing::waitUntil([&] { return h.server().connectionCount() == 0; }));
+}
 
 TEST(BenchRunTest, LargeMessagesWithWarmupAndVerify) {
   ServerHarness h(serverOptions(), testing::installEcho);
