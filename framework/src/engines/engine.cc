@@ -10,8 +10,8 @@ absl::StatusOr<int> Engine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
   dispatching_ = true;
   for (batch_index_ = 0; batch_index_ < batch_.size(); ++batch_index_) {
     const ReadyEvent& ev = batch_[batch_index_];
-    // forgetPending() clears the ctx of a removed fd's later events.
-    if (ev.ctx != nullptr) fn(ev.ctx, ev.events, arg);
+    // forgetPending() marks a removed fd's later events with fd -1.
+    if (ev.fd >= 0) fn(ev.ctx, ev.events, arg);
   }
   dispatching_ = false;
   return n;
@@ -20,7 +20,7 @@ absl::StatusOr<int> Engine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
 void Engine::forgetPending(int fd) {
   if (!dispatching_) return;
   for (size_t i = batch_index_ + 1; i < batch_.size(); ++i) {
-    if (batch_[i].fd == fd) batch_[i].ctx = nullptr;
+    if (batch_[i].fd == fd) batch_[i].fd = -1;
   }
 }
 

@@ -127,6 +127,24 @@ absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* o
   return n;
 }
 
+// After an fd's events were handled (dispatch() and rearm()): re-arms it with the interest it has
+// now, unless it was removed, re-armed already by modify(), or has no interest left. control()
+// written out: this runs once per event in oneshot mode.
+__attribute__((always_inline)) inline void EpollEngine::rearmAfterDispatch(int fd) {
+  // fds_ may have grown while the fd's events were handled: index it afresh.
+  FdState& s = fds_[fd];
+  if (!s.registered || s.armed || s.interest == 0) return;
+  epoll_event ev;
+  ev.events = s.interest | EPOLLONESHOT;
+  ev.data.fd = fd;
+  ctl_calls_.add();
+  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
+    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
+    return;
+  }
+  s.armed = true;
+}
+
 absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
   const int n = sys::epollWait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
   if (n < 0) {
@@ -158,39 +176,15 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
   return n;
 }
 
-inline void EpollEngine::rearmAfterDispatch(int fd) {
-  // fds_ may have grown while the fd's events were handled: index it afresh.
-  FdState& s = fds_[fd];
-  if (!s.registered || s.armed || s.interest == 0) return;
-  epoll_event ev;
-  ev.events = s.interest | EPOLLONESHOT;
-  ev.data.fd = fd;
-  ctl_calls_.add();
-  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
-    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
-    return;
-  }
-  s.armed = true;
-}
-
 void EpollEngine::rearm(int fd, uint32_t interest, void* ctx) {
   if (mode_ != EpollMode::kOneshot || fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return;
   FdState& s = fds_[fd];
   // Armed already: modify() ran while the events were handled. Interest 0: nothing to wait for,
   // the next modify() arms it.
   if (!s.registered || s.armed || interest == 0) return;
-  // control() inlined: this runs once per event in oneshot mode.
-  epoll_event ev;
-  ev.events = interest | EPOLLONESHOT;
-  ev.data.fd = fd;
-  ctl_calls_.add();
-  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
-    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
-    return;
-  }
   s.ctx = ctx;
   s.interest = interest;
-  s.armed = true;
+  rearmAfterDispatch(fd);
 }
 
 }  // namespace plexus::detail
