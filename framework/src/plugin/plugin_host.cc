@@ -39,6 +39,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     call("factory newHandler()", [this] {
       handler_ = factory_->newHandler();
       if (!handler_) throw std::runtime_error("the factory made no handler");
+      updateUsable();
     });
     if (usable()) call("handler onConnect()", [this] { handler_->onConnect(*this); });
   }
@@ -61,10 +62,12 @@ class HostedConnection final : public Session, public ConnectionHandler {
   void closed() {
     if (depth_ > 0) {
       close_pending_ = true;
+      updateUsable();
       return;
     }
     if (handler_ && !close_reported_) {
       close_reported_ = true;
+      updateUsable();
       call("handler onClose()", [this] { handler_->onClose(*this); });
     }
   }
@@ -72,7 +75,11 @@ class HostedConnection final : public Session, public ConnectionHandler {
  private:
   friend class HostedRef;
 
-  bool usable() const { return handler_ && !failed_ && !close_reported_ && !close_pending_; }
+  // One flag on the per-message path instead of four; updateUsable() after each change.
+  bool usable() const { return usable_; }
+  void updateUsable() {
+    usable_ = handler_ && !failed_ && !close_reported_ && !close_pending_;
+  }
 
   template <typename F>
   void call(const char* what, F&& f) {
@@ -87,6 +94,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     --depth_;
     if (depth_ == 0 && close_pending_) {
       close_pending_ = false;
+      updateUsable();
       closed();
     }
   }
@@ -95,6 +103,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     LOG_ERROR("connection %s: plugin %s threw: %s; closing the connection", conn_->name(), what,
               why);
     failed_ = true;
+    updateUsable();
     conn_->forceClose();
   }
 
@@ -110,6 +119,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
   bool failed_ = false;
   bool close_pending_ = false;
   bool close_reported_ = false;
+  bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_
 };
 
 // An owning, copyable reference to a HostedConnection, as std::any wants. Not a shared_ptr: it fits
