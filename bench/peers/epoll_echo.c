@@ -18,10 +18,7 @@
 
 struct conn {
   int fd;
-  char* out;        /* bytes read but not yet written: out[out_off, out_len) */
-  size_t out_len;
-  size_t out_off;
-  size_t out_cap;
+  struct peer_out out; /* bytes read but not yet written */
 };
 
 struct loop {
@@ -36,28 +33,13 @@ static char listener_tag, signal_tag;
 static void conn_close(struct loop* lp, struct conn* c) {
   epoll_ctl(lp->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* remove before close */
   close(c->fd);
-  free(c->out);
+  free(c->out.buf);
   free(c);
 }
 
 static int conn_interest(struct loop* lp, struct conn* c, uint32_t events) {
   struct epoll_event ev = {.events = events, .data.ptr = c};
   return epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-}
-
-/* Keeps data[0, len) for later; returns 0, or -1 when out of memory. */
-static int conn_keep(struct conn* c, const char* data, size_t len) {
-  if (c->out_len + len > c->out_cap) {
-    size_t cap = c->out_cap ? c->out_cap : kPeerReadSize;
-    while (cap < c->out_len + len) cap *= 2;
-    char* out = realloc(c->out, cap);
-    if (out == NULL) return -1;
-    c->out = out;
-    c->out_cap = cap;
-  }
-  memcpy(c->out + c->out_len, data, len);
-  c->out_len += len;
-  return 0;
 }
 
 static void on_accept(struct loop* lp) {
@@ -77,40 +59,13 @@ static void on_accept(struct loop* lp) {
 }
 
 static void on_readable(struct loop* lp, struct conn* c, char* buf) {
-  ssize_t n = read(c->fd, buf, kPeerReadSize);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-    conn_close(lp, c);
-    return;
-  }
-  if (n < 0) return;
-  ssize_t w = write(c->fd, buf, (size_t)n);
-  if (w < 0) {
-    if (errno != EAGAIN && errno != EINTR) {
-      conn_close(lp, c);
-      return;
-    }
-    w = 0;
-  }
-  if (w < n) {
-    if (conn_keep(c, buf + w, (size_t)(n - w)) != 0 || conn_interest(lp, c, EPOLLOUT) != 0) {
-      conn_close(lp, c);
-    }
-  }
+  int r = peer_echo_read(c->fd, buf, &c->out);
+  if (r < 0 || (r > 0 && conn_interest(lp, c, EPOLLOUT) != 0)) conn_close(lp, c);
 }
 
 static void on_writable(struct loop* lp, struct conn* c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
-    if (w < 0) {
-      if (errno == EAGAIN) return;
-      if (errno == EINTR) continue;
-      conn_close(lp, c);
-      return;
-    }
-    c->out_off += (size_t)w;
-  }
-  c->out_off = c->out_len = 0;
-  if (conn_interest(lp, c, EPOLLIN) != 0) conn_close(lp, c);
+  int r = peer_out_flush(&c->out, c->fd);
+  if (r < 0 || (r > 0 && conn_interest(lp, c, EPOLLIN) != 0)) conn_close(lp, c);
 }
 
 static void* run_loop(void* arg) {
@@ -168,8 +123,7 @@ int main(int argc, char** argv) {
   struct loop* loops = calloc((size_t)threads, sizeof *loops);
   for (int i = 0; i < threads; ++i) loop_init(&loops[i], port, i == 0 ? signal_fd : -1);
   for (int i = 1; i < threads; ++i) {
-    pthread_t tid;
-    if (pthread_create(&tid, NULL, run_loop, &loops[i]) != 0) return 1;
+    if (peer_start_worker(run_loop, &loops[i]) != 0) return 1;
   }
   run_loop(&loops[0]);
   return 0; /* the other loops end with the process */

@@ -17,8 +17,7 @@
 
 struct conn {
   ev_io io; /* first, so the watcher pointer is the connection */
-  char* out; /* unsent bytes: out[out_off, out_len) */
-  size_t out_len, out_off, out_cap;
+  struct peer_out out; /* unsent bytes */
 };
 
 struct worker {
@@ -32,7 +31,7 @@ static __thread char buf[kPeerReadSize];
 static void conn_close(struct ev_loop* loop, struct conn* c) {
   ev_io_stop(loop, &c->io);
   close(c->io.fd);
-  free(c->out);
+  free(c->out.buf);
   free(c);
 }
 
@@ -42,58 +41,19 @@ static void conn_watch(struct ev_loop* loop, struct conn* c, int events) {
   ev_io_start(loop, &c->io);
 }
 
-static int conn_keep(struct conn* c, const char* data, size_t len) {
-  if (c->out_len + len > c->out_cap) {
-    size_t cap = c->out_cap ? c->out_cap : kPeerReadSize;
-    while (cap < c->out_len + len) cap *= 2;
-    char* out = realloc(c->out, cap);
-    if (out == NULL) return -1;
-    c->out = out;
-    c->out_cap = cap;
-  }
-  memcpy(c->out + c->out_len, data, len);
-  c->out_len += len;
-  return 0;
-}
-
 static void on_conn(struct ev_loop* loop, ev_io* w, int revents) {
   struct conn* c = (struct conn*)w;
+  int r;
   if (revents & EV_READ) {
-    ssize_t n = read(w->fd, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      conn_close(loop, c);
-      return;
-    }
-    if (n < 0) return;
-    ssize_t sent = write(w->fd, buf, (size_t)n);
-    if (sent < 0) {
-      if (errno != EAGAIN && errno != EINTR) {
-        conn_close(loop, c);
-        return;
-      }
-      sent = 0;
-    }
-    if (sent < n) {
-      if (conn_keep(c, buf + sent, (size_t)(n - sent)) != 0) {
-        conn_close(loop, c);
-        return;
-      }
-      conn_watch(loop, c, EV_WRITE);
-    }
+    r = peer_echo_read(w->fd, buf, &c->out);
+    if (r > 0) conn_watch(loop, c, EV_WRITE);
   } else if (revents & EV_WRITE) {
-    while (c->out_off < c->out_len) {
-      ssize_t sent = write(w->fd, c->out + c->out_off, c->out_len - c->out_off);
-      if (sent < 0) {
-        if (errno == EAGAIN) return;
-        if (errno == EINTR) continue;
-        conn_close(loop, c);
-        return;
-      }
-      c->out_off += (size_t)sent;
-    }
-    c->out_off = c->out_len = 0;
-    conn_watch(loop, c, EV_READ);
+    r = peer_out_flush(&c->out, w->fd);
+    if (r > 0) conn_watch(loop, c, EV_READ);
+  } else {
+    return;
   }
+  if (r < 0) conn_close(loop, c);
 }
 
 static void on_accept(struct ev_loop* loop, ev_io* w, int revents) {

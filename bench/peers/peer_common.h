@@ -1,4 +1,5 @@
-/* Shared by the C peer echo servers: the command line and the listening socket.
+/* Shared by the C peer echo servers: the command line, the listening socket, and for the peers
+ * that do their own reads and writes (epoll_echo, libev) the echo step and its output buffer.
  *
  *   PEER --port P --threads N
  *
@@ -7,6 +8,7 @@
 #ifndef PLEXUS_BENCH_PEER_COMMON_H
 #define PLEXUS_BENCH_PEER_COMMON_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -69,8 +71,8 @@ static inline void peer_set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* Starts `fn(arg)` on a detached thread that has SIGTERM and SIGINT blocked, so that only the
- * main loop sees them. Returns 0, or -1 when the thread cannot be made. */
+/* Starts `fn(arg)` on a thread that has SIGTERM and SIGINT blocked, so that only the main loop
+ * sees them (the thread runs until the process exits). Returns 0, or -1 when it cannot be made. */
 static inline int peer_start_worker(void* (*fn)(void*), void* arg) {
   sigset_t mask, old;
   sigemptyset(&mask);
@@ -81,6 +83,59 @@ static inline int peer_start_worker(void* (*fn)(void*), void* arg) {
   int rc = pthread_create(&tid, NULL, fn, arg);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc == 0 ? 0 : -1;
+}
+
+/* Bytes read but not yet written back: buf[off, len). */
+struct peer_out {
+  char* buf;
+  size_t len, off, cap;
+};
+
+/* Keeps data[0, len) for later; returns 0, or -1 when out of memory. */
+static inline int peer_out_keep(struct peer_out* o, const char* data, size_t len) {
+  if (o->len + len > o->cap) {
+    size_t cap = o->cap ? o->cap : kPeerReadSize;
+    while (cap < o->len + len) cap *= 2;
+    char* grown = realloc(o->buf, cap);
+    if (grown == NULL) return -1;
+    o->buf = grown;
+    o->cap = cap;
+  }
+  memcpy(o->buf + o->len, data, len);
+  o->len += len;
+  return 0;
+}
+
+/* Writes what is kept. Returns 1 when all of it went out, 0 when the socket is full, -1 on an
+ * error (close the connection). */
+static inline int peer_out_flush(struct peer_out* o, int fd) {
+  while (o->off < o->len) {
+    ssize_t w = write(fd, o->buf + o->off, o->len - o->off);
+    if (w < 0) {
+      if (errno == EAGAIN) return 0;
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    o->off += (size_t)w;
+  }
+  o->off = o->len = 0;
+  return 1;
+}
+
+/* The echo step: one read into buf (kPeerReadSize bytes), written straight back; what the socket
+ * does not take is kept in *o. Returns -1 on EOF or an error (close the connection), 1 when bytes
+ * were kept (stop reading, wait for writability, then peer_out_flush), else 0. */
+static inline int peer_echo_read(int fd, char* buf, struct peer_out* o) {
+  ssize_t n = read(fd, buf, kPeerReadSize);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return -1;
+  if (n < 0) return 0;
+  ssize_t w = write(fd, buf, (size_t)n);
+  if (w < 0) {
+    if (errno != EAGAIN && errno != EINTR) return -1;
+    w = 0;
+  }
+  if (w == n) return 0;
+  return peer_out_keep(o, buf + w, (size_t)(n - w)) == 0 ? 1 : -1;
 }
 
 #endif

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <utility>
 
+#include "buffer_read.h"
 #include "fast_syscalls.h"
 
 namespace plexus {
@@ -111,15 +112,9 @@ void Buffer::shrink(size_t reserve) {
 }
 
 ssize_t Buffer::readFd(int fd, int* saved_errno) {
-  const size_t writable = writableBytes();
-  if (writable < kReadChunk) return readFdWithSpill(fd, saved_errno);
-  const ssize_t n = detail::sys::read(fd, beginWrite(), writable);
-  if (n < 0) {
-    *saved_errno = errno;
-  } else {
-    writer_ += static_cast<size_t>(n);
-  }
-  return n;
+  // With kReadChunk free, readInto() makes the one read(2); it comes back here only for less.
+  if (writableBytes() >= kReadChunk) return detail::readInto(*this, fd, saved_errno);
+  return readFdWithSpill(fd, saved_errno);
 }
 
 // Out of line: the 64 KiB stack buffer stays off the common path above.

@@ -1,6 +1,6 @@
 #pragma once
-// Buffer::readFd() with its common case inlined, for the connection's read path. Loop thread only,
-// like the buffer.
+// The common case of Buffer::readFd(), inline for the connection's read path (and used by
+// readFd() itself). Loop thread only, like the buffer.
 
 #include <cerrno>
 
@@ -9,10 +9,10 @@
 
 namespace plexus::detail {
 
-// The same contract as buf.readFd(fd, saved_errno).
+// The same contract as buf.readFd(fd, saved_errno). With kReadChunk or more free (the loop's read
+// buffer always has) one read(2) into it; with less, readFd()'s readv with a spill buffer.
 inline ssize_t readInto(Buffer& buf, int fd, int* saved_errno) {
   const size_t writable = buf.writableBytes();
-  // The loop's read buffer always has room for kReadChunk bytes: one read(2) into it.
   if (writable < Buffer::kReadChunk) return buf.readFd(fd, saved_errno);
   const ssize_t n = sys::read(fd, buf.beginWrite(), writable);
   if (n > 0) {

@@ -100,7 +100,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     getLoop()->counters().read_calls.add();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
-      if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+      noteActivity();
       if (handler_ != nullptr) {
         handler_->onMessage(self, in);
       } else if (callbacks_->message) {
@@ -159,6 +159,11 @@ void TcpConnection::readFailed(int err) {
   handleClose();
 }
 
+void TcpConnection::writeFailed(int err) {
+  LOG_DEBUG("connection %s: write: %s", name(), std::strerror(err));
+  handleClose();
+}
+
 void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the message callback; finish sending
   // the replies, then close.
@@ -177,13 +182,10 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
       detail::sys::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
   getLoop()->counters().write_calls.add();
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-    LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
-    handleClose();
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) writeFailed(errno);
     return;
   }
-  bytes_sent_ += static_cast<uint64_t>(n);
-  if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+  noteSent(static_cast<size_t>(n));
   output_.retrieve(static_cast<size_t>(n));
   if (output_.empty()) {
     channel_.disableWriting();
@@ -194,7 +196,7 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
       callbacks_->write_complete(self);
     }
     afterOutputDrained();
-  } else if (backpressured_ && output_.readableBytes() <= lowWaterMark()) {
+  } else if (backpressured_ && output_.readableBytes() <= low_water_mark_) {
     backpressured_ = false;
     updateReadInterest();
   }
@@ -213,10 +215,6 @@ void TcpConnection::afterOutputDrained() {
     write_shut_ = true;
     ::shutdown(channel_.fd(), SHUT_WR);
   }
-}
-
-size_t TcpConnection::lowWaterMark() const {
-  return low_water_mark_;
 }
 
 bool TcpConnection::wantsToRead() const {
@@ -266,8 +264,7 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
     getLoop()->counters().write_calls.add();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
-      bytes_sent_ += len;
-      if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+      noteSent(len);
       // All written at once: nothing was queued, so no write-complete follows.
       return;
     }
@@ -277,12 +274,12 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   sendQueued(data, len);
 }
 
-// The direct send took `n` of `len` bytes, or failed (-1, errno set).
-void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
+// The direct send took `n` of `len` bytes, or failed (-1, errno set). noinline: kept off the
+// fast path above, which the compiler would otherwise grow with it.
+__attribute__((noinline)) void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
   if (n >= 0) {
     const auto written = static_cast<size_t>(n);
-    bytes_sent_ += written;
-    if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+    noteSent(written);
     queueOutput(data + written, len - written);
     return;
   }
@@ -290,8 +287,7 @@ void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
     queueOutput(data, len);
     return;
   }
-  LOG_DEBUG("connection %s: write: %s", name(), std::strerror(errno));
-  handleClose();
+  writeFailed(errno);
 }
 
 // No direct send: output is queued already, or the connection cannot send.

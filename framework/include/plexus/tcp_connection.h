@@ -151,6 +151,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void sendQueued(const char* data, size_t len);
   void queueOutput(const char* data, size_t len);
   void readFailed(int err);
+  void writeFailed(int err);
   void shutdownInLoop();
   void closeAfterFlushInLoop();
   void forceCloseInLoop();
@@ -162,7 +163,14 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void closeFdNow();
   void releaseSelf();
   bool wantsToRead() const;
-  size_t lowWaterMark() const;
+  // For the idle timeout: the connection just received or sent something.
+  void noteActivity() {
+    if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+  }
+  void noteSent(size_t n) {
+    bytes_sent_ += n;
+    noteActivity();
+  }
 
   const uint64_t id_;
   std::atomic<State> state_{kConnecting};
