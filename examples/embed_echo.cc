@@ -77,7 +77,13 @@ int main(int argc, char* argv[]) {
     });
   });
 
-  loop.run();
+  // If the loop's engine fails for good (its waits keep failing), give up at once.
+  loop.setFailureCallback([&loop](const absl::Status&) { loop.quit(); });
+  absl::Status ran = loop.run();
+  if (!ran.ok()) {
+    std::fprintf(stderr, "embed_echo: %s\n", std::string(ran.message()).c_str());
+    pthread_kill(signal_waiter.native_handle(), SIGTERM);  // ends its sigwait()
+  }
   signal_waiter.join();
-  return 0;
+  return ran.ok() ? 0 : 1;
 }

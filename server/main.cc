@@ -1,7 +1,8 @@
 // plexus-server: a TcpServer serving the protocol of one plugin.
 //
-// Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version), 2 for a bad option, a plugin
-// that does not load or an address it cannot listen on; the error is one line on stderr.
+// Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version); 1 when an event loop gave
+// up on its engine while serving (its waits kept failing); 2 for a bad option, a plugin that does
+// not load or an address it cannot listen on. Errors are one line on stderr.
 
 #include <pthread.h>
 #include <sys/signalfd.h>
@@ -50,6 +51,13 @@ class SignalWatcher final : private EventHandler {
 
  private:
   void handleEvent(uint32_t revents) override {
+    if (revents & kEventFailed) {
+      // Not re-armed: signals would go unread. Try again; the loop stops if the engine is gone.
+      if (absl::Status s = channel_.setInterest(kEventRead); !s.ok()) {
+        LOG_ERROR("cannot watch for signals any more: %s", s.message());
+      }
+      return;
+    }
     // Until EAGAIN, so that an edge-triggered engine is served too.
     signalfd_siginfo info;
     while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
@@ -70,13 +78,15 @@ int fail(const absl::Status& error) {
 int serve(const ServerConfig& config) {
   setLogLevel(config.log_level);
 
-  // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so SIGINT
-  // and SIGTERM are only ever read from the signalfd, on the base loop.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so these
+  // are only ever read from the signalfd, on the base loop. SIGHUP among them: its default action
+  // would end the process (reloading is not there yet; it is logged and ignored).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   auto plugin = loadPlugin(config.plugin, config.plugin_dirs, config.plugin_args);
@@ -92,8 +102,22 @@ int serve(const ServerConfig& config) {
   // use".
   if (absl::Status started = server.start(); !started.ok()) return fail(started);
 
+  // A loop that gives up on its engine (its waits keep failing) ends the server with status 1;
+  // ~TcpServer closes the connections that are left.
+  absl::Status loop_error;
+  auto loop_failed = [&](const absl::Status& why) {
+    if (loop_error.ok()) loop_error = why;
+    loop.quit();
+  };
+  loop.setFailureCallback(loop_failed);
+  server.setLoopFailureCallback([&](EventLoop*, const absl::Status& why) { loop_failed(why); });
+
   int signals_seen = 0;
-  SignalWatcher watcher(&loop, stop_signals, [&](int signo) {
+  SignalWatcher watcher(&loop, signals, [&](int signo) {
+    if (signo == SIGHUP) {
+      LOG_WARN("SIGHUP ignored: plexus-server cannot reload yet (restart it to apply changes)");
+      return;
+    }
     if (++signals_seen == 1) {
       const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
@@ -106,14 +130,20 @@ int serve(const ServerConfig& config) {
   });
   if (absl::Status watching = watcher.start(); !watching.ok()) return fail(watching);
 
-  LOG_INFO("plexus-server %s listening on %s: engine %s, %d threads%s, plugin %s",
+  const int threads = config.server.threads;
+  LOG_INFO("plexus-server %s listening on %s: engine %s, %d thread%s%s, plugin %s",
            PLEXUS_VERSION_STRING, server.listenAddress().toIpPort(), server.engineDescription(),
-           config.server.threads, config.server.threads == 0 ? " (all on the main loop)" : "",
+           threads, threads == 1 ? "" : "s", threads == 0 ? " (all on the main loop)" : "",
            (*plugin)->name());
-  loop.run();
+  // The base loop's own failure has been reported through loop_failed already.
+  (void)loop.run();
   if (config.print_stats) {
     // One line, for scripts: what every loop asked of the kernel.
     absl::FPrintF(stderr, "stats: %s\n", server.stats().toJson());
+  }
+  if (!loop_error.ok()) {
+    absl::FPrintF(stderr, "plexus-server: error: stopped: %s\n", loop_error.message());
+    return 1;
   }
   LOG_INFO("plexus-server stopped");
   return 0;

@@ -81,19 +81,44 @@ EngineOptions engineOptions(const char* name, EpollMode mode) {
   return options;
 }
 
+// What the benchmarks' dispatch callback saw: the last fd and how many calls.
+struct Seen {
+  int fd = -1;
+  int calls = 0;
+  static void record(void* /*ctx*/, int fd, uint32_t /*events*/, void* arg) {
+    auto* s = static_cast<Seen*>(arg);
+    s->fd = fd;
+    ++s->calls;
+  }
+};
+
+// A handler that reads what its fd holds (into a small buffer), as a connection would.
+struct Reader {
+  char buf[64];
+  int fd = -1;
+  int calls = 0;
+  ssize_t last = 0;
+  static void read(void* /*ctx*/, int fd, uint32_t /*events*/, void* arg) {
+    auto* r = static_cast<Reader*>(arg);
+    r->fd = fd;
+    ++r->calls;
+    r->last = ::read(fd, r->buf, sizeof r->buf);
+  }
+};
+
 void reportCtlCalls(benchmark::State& state, uint64_t before, uint64_t after) {
   state.counters["ctl/iter"] = benchmark::Counter(static_cast<double>(after - before),
                                                   benchmark::Counter::kAvgIterations);
 }
 
-// wait(0) with nothing ready: the cost of asking, which grows with the registered fds for poll and
-// select.
+// dispatch(0) with nothing ready: the cost of asking, which grows with the registered fds for poll
+// and select.
 void BM_EngineIdleWait(benchmark::State& state, const char* name, EpollMode mode) {
   Fixture fx(state, engineOptions(name, mode), static_cast<int>(state.range(0)));
   if (!fx.ok()) return;
-  std::vector<plexus::ReadyEvent> ready;
+  Seen seen;
   for (auto _ : state) {
-    absl::StatusOr<int> n = fx.engine().wait(0, &ready);
+    absl::StatusOr<int> n = fx.engine().dispatch(0, &Seen::record, &seen);
     if (!n.ok() || *n != 0) {
       state.SkipWithError("an idle wait reported events");
       break;
@@ -101,9 +126,9 @@ void BM_EngineIdleWait(benchmark::State& state, const char* name, EpollMode mode
   }
 }
 
-// One fd kept readable (its byte is never read): wait(0) reports it, then rearm() as the loop does
-// after handling it (oneshot: one epoll_ctl MOD; others: nothing). Edge-triggered epoll is not here:
-// it reports pending data once, not on every wait; see BM_EngineEventRoundTrip.
+// One fd kept readable (its byte is never read): dispatch(0) hands it over and re-arms it after
+// the call (oneshot: one epoll_ctl MOD; others: nothing). Edge-triggered epoll is not here: it
+// reports pending data once, not on every wait; see BM_EngineEventRoundTrip.
 void BM_EngineReadyWait(benchmark::State& state, const char* name, EpollMode mode) {
   Fixture fx(state, engineOptions(name, mode), static_cast<int>(state.range(0)));
   if (!fx.ok()) return;
@@ -112,44 +137,40 @@ void BM_EngineReadyWait(benchmark::State& state, const char* name, EpollMode mod
     state.SkipWithError("write failed");
     return;
   }
-  std::vector<plexus::ReadyEvent> ready;
+  Seen seen;
   const uint64_t ctl_before = fx.engine().controlCalls();
   for (auto _ : state) {
-    absl::StatusOr<int> n = fx.engine().wait(0, &ready);
-    if (!n.ok() || *n != 1 || ready[0].fd != fx.readyFd()) {
-      state.SkipWithError("wait did not report the one ready fd");
+    seen.calls = 0;
+    absl::StatusOr<int> n = fx.engine().dispatch(0, &Seen::record, &seen);
+    if (!n.ok() || *n != 1 || seen.calls != 1 || seen.fd != fx.readyFd()) {
+      state.SkipWithError("dispatch did not hand over the one ready fd");
       break;
     }
-    fx.engine().rearm(ready[0].fd, plexus::kEventRead, ready[0].ctx);
   }
   reportCtlCalls(state, ctl_before, fx.engine().controlCalls());
 }
 
-// A whole event: the peer writes 1 byte, wait(0) reports the fd, the handler reads the byte, then
-// rearm(). Includes a write(2) and a read(2) for every engine. The read is short (1 byte into 64),
-// which tells an edge-triggered reader the socket is drained without a read that hits EAGAIN.
+// A whole event: the peer writes 1 byte, dispatch(0) hands the fd to a handler that reads the
+// byte, then re-arms it. Includes a write(2) and a read(2) for every engine. The read is short (1
+// byte into 64), which tells an edge-triggered reader the socket is drained without a read that
+// hits EAGAIN.
 void BM_EngineEventRoundTrip(benchmark::State& state, const char* name, EpollMode mode) {
   Fixture fx(state, engineOptions(name, mode), static_cast<int>(state.range(0)));
   if (!fx.ok()) return;
-  std::vector<plexus::ReadyEvent> ready;
+  Reader reader;
   const uint64_t ctl_before = fx.engine().controlCalls();
-  char buf[64];
+  const char byte = 'x';
   for (auto _ : state) {
-    buf[0] = 'x';
-    if (::write(fx.peerFd(), buf, 1) != 1) {
+    if (::write(fx.peerFd(), &byte, 1) != 1) {
       state.SkipWithError("write failed");
       break;
     }
-    absl::StatusOr<int> n = fx.engine().wait(0, &ready);
-    if (!n.ok() || *n != 1 || ready[0].fd != fx.readyFd()) {
-      state.SkipWithError("wait did not report the one ready fd");
+    reader.calls = 0;
+    absl::StatusOr<int> n = fx.engine().dispatch(0, &Reader::read, &reader);
+    if (!n.ok() || *n != 1 || reader.calls != 1 || reader.fd != fx.readyFd() || reader.last != 1) {
+      state.SkipWithError("dispatch did not hand over the one ready fd, or its read failed");
       break;
     }
-    if (::read(ready[0].fd, buf, sizeof buf) != 1) {
-      state.SkipWithError("read failed");
-      break;
-    }
-    fx.engine().rearm(ready[0].fd, plexus::kEventRead, ready[0].ctx);
   }
   reportCtlCalls(state, ctl_before, fx.engine().controlCalls());
 }

@@ -17,7 +17,10 @@ int main() {
     return 1;
   }
   loop.queueInLoop([&loop] { loop.quit(); });
-  loop.run();
+  if (absl::Status ran = loop.run(); !ran.ok()) {
+    std::fprintf(stderr, "consumer: %s\n", ran.ToString().c_str());
+    return 1;
+  }
   std::printf("consumer: plexus %s listened on %s\n", plexus::kVersion,
               server.listenAddress().toIpPort().c_str());
   return 0;

@@ -75,7 +75,15 @@ void Acceptor::close() {
   }
 }
 
-void Acceptor::handleEvent(uint32_t) {
+void Acceptor::handleEvent(uint32_t revents) {
+  if (revents & kEventFailed) {
+    if (absl::Status s = channel_->setInterest(kEventRead); !s.ok()) {
+      LOG_ERROR("accept on %s: cannot re-arm the listening socket: %s; retrying shortly",
+                bound_.toIpPort(), s.message());
+      pause();
+    }
+    return;
+  }
   for (;;) {
     sockaddr_in6 addr{};
     socklen_t len = sizeof addr;
@@ -121,7 +129,7 @@ void Acceptor::handleEvent(uint32_t) {
           shedding_ = true;
         }
         shedOne();
-        if (fd_ < 0 || !channel_->isReading()) return;
+        if (fd_ < 0 || resume_timer_.valid()) return;  // paused
         continue;
       default:
         LOG_ERROR("accept on %s: %s", bound_.toIpPort(), std::strerror(err));
@@ -137,18 +145,29 @@ void Acceptor::shedOne() {
     if (conn >= 0) {
       closeFd(conn);
       ++shed_in_burst_;
-      ++shed_total_;
     }
     reserve_fd_ = openReserveFd();
     if (conn >= 0) return;
   }
   // No reserve fd to spend (another thread took it): stop watching for a short while instead of
   // spinning on a listening socket that stays readable.
-  channel_->disableReading();
+  pause();
+}
+
+void Acceptor::pause() {
+  if (resume_timer_.valid()) return;
+  // Interest 0 rather than remove(): the fd stays registered, and a failure here changes nothing
+  // (a oneshot fd that could not be re-armed is silent anyway).
+  (void)channel_->disableReading();
   resume_timer_ = loop_->runAfter(std::chrono::milliseconds(100), [this] {
     resume_timer_ = TimerId{};
+    if (channel_ == nullptr) return;
     if (reserve_fd_ < 0) reserve_fd_ = openReserveFd();
-    if (channel_ != nullptr) channel_->enableReading();
+    if (absl::Status s = channel_->setInterest(kEventRead); !s.ok()) {
+      LOG_ERROR("accept on %s: cannot watch the listening socket: %s; retrying shortly",
+                bound_.toIpPort(), s.message());
+      pause();
+    }
   });
 }
 

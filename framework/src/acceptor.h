@@ -5,6 +5,8 @@
 // Out of fds (EMFILE/ENFILE): a reserve fd on /dev/null is closed, the pending connection accepted
 // and closed at once, and the reserve reopened; so the listening socket never stays readable and
 // the loop never spins. If even that fails, accepting pauses briefly. Logged once per burst.
+// If the engine cannot re-arm the listening fd (kEventFailed), accepting pauses briefly too, and
+// resumes once the engine takes the fd again: the server never stops accepting for good.
 
 #include <functional>
 
@@ -28,11 +30,12 @@ class Acceptor : private EventHandler {
   // Stops watching and closes the listening socket.
   void close();
   const InetAddress& boundAddress() const { return bound_; }
-  uint64_t shedTotal() const { return shed_total_; }
 
  private:
   void handleEvent(uint32_t revents) override;
   void shedOne();
+  // Stops watching for a short while, then watches again (retrying until the engine takes it).
+  void pause();
 
   EventLoop* const loop_;
   InetAddress bound_;
@@ -45,7 +48,6 @@ class Acceptor : private EventHandler {
   NewConnectionCallback new_connection_;
   bool shedding_ = false;
   uint64_t shed_in_burst_ = 0;
-  uint64_t shed_total_ = 0;
   TimerId resume_timer_;
 };
 

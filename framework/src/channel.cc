@@ -23,12 +23,6 @@ absl::Status Channel::setInterest(uint32_t interest) {
   return s;
 }
 
-void Channel::update(uint32_t interest) {
-  if (registered_ && interest == interest_) return;
-  absl::Status s = setInterest(interest);
-  if (!s.ok()) LOG_ERROR("fd %d: cannot change interest: %s", fd_, s.message());
-}
-
 void Channel::remove() {
   if (!registered_) return;
   loop_->removeChannel(this);

@@ -87,9 +87,10 @@ void Connector::attempt() {
   attemptFailed(err, "connect");
 }
 
-void Connector::handleEvent(uint32_t) {
+void Connector::handleEvent(uint32_t revents) {
   const int fd = fd_;
-  int err = socketError(fd);
+  // The engine cannot watch the attempt any more: it would only end by its timeout.
+  int err = (revents & kEventFailed) ? ENOMEM : socketError(fd);
   if (err == 0 && isSelfConnect(fd)) err = ECONNREFUSED;
   if (err != 0) {
     attemptFailed(err, "connect");

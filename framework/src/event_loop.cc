@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "absl/strings/str_format.h"
+
 #include "current_loop.h"
 #include "plexus/buffer.h"
 #include "plexus/log.h"
@@ -38,7 +40,6 @@ EventLoop::EventLoop() : EventLoop(defaultEngine()) {}
 EventLoop::EventLoop(std::unique_ptr<Engine> engine)
     : thread_id_(std::this_thread::get_id()),
       engine_(std::move(engine)),
-      engine_description_(engine_->description()),
       edge_triggered_(engine_->edgeTriggered()),
       read_buffer_(std::make_unique<Buffer>()) {
   if (detail::t_current_loop != nullptr) {
@@ -69,27 +70,58 @@ void EventLoop::abortNotInLoopThread() const {
             threadIdString(std::this_thread::get_id()));
 }
 
-void EventLoop::run() {
+absl::Status EventLoop::run() {
   assertInLoopThread();
   quit_.store(false, std::memory_order_relaxed);
+  int failures = 0;  // waits failed in a row
+  absl::Status gave_up;
   while (!quit_.load(std::memory_order_acquire)) {
-    handling_events_ = true;
-    // The engine calls handleReady() for each ready channel, re-arms oneshot fds, and skips the
-    // later events of a channel removed during the batch (it may already be destroyed).
-    absl::StatusOr<int> n = engine_->dispatch(kMaxWaitMs, &EventLoop::handleReady, this);
-    handling_events_ = false;
-    counters_.wait_calls.add();
-    if (n.ok()) {
-      counters_.events.add(static_cast<uint64_t>(*n));
+    if (gave_up.ok()) {
+      handling_events_ = true;
+      // The engine calls handleReady() for each ready channel, re-arms oneshot fds, and skips the
+      // later events of a channel removed during the batch (it may already be destroyed).
+      absl::StatusOr<int> n = engine_->dispatch(kMaxWaitMs, &EventLoop::handleReady, this);
+      handling_events_ = false;
+      counters_.wait_calls.add();
+      if (n.ok()) {
+        failures = 0;
+        counters_.events.add(static_cast<uint64_t>(*n));
+      } else {
+        counters_.wait_failures.add();
+        if (++failures < kMaxWaitFailures) {
+          // Not at once again: a wait that fails returns at once, and the loop would spin.
+          const auto pause = std::chrono::milliseconds(1 << (failures - 1));
+          LOG_ERROR("%s wait failed: %s; retrying in %d ms", engineDescription(),
+                    n.status().message(), static_cast<int>(pause.count()));
+          runPendingFunctors();
+          std::this_thread::sleep_for(pause);
+        } else {
+          gave_up = absl::Status(n.status().code(),
+                                 absl::StrFormat("%s wait failed %d times in a row: %s",
+                                                 engineDescription(), failures,
+                                                 n.status().message()));
+          LOG_ERROR("%s; this loop stops serving I/O", gave_up.message());
+          failed_.store(true, std::memory_order_release);
+          if (failure_callback_) failure_callback_(gave_up);
+        }
+      }
     } else {
-      LOG_ERROR("%s wait failed: %s", engine_description_, n.status().message());
+      awaitFunctors();
     }
     runPendingFunctors();
     iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  return gave_up;
 }
 
-void EventLoop::handleReady(void* ctx, uint32_t events, void* /*loop*/) {
+void EventLoop::awaitFunctors() {
+  // Wakeups go through the engine's eventfd, which nobody reads any more: wait on the lock that
+  // queueInLoop() and quit() take instead (Await re-checks whenever another thread unlocks it).
+  absl::MutexLock lock(&mutex_);
+  mutex_.Await(absl::Condition(this, &EventLoop::hasPendingOrQuit));
+}
+
+void EventLoop::handleReady(void* ctx, int /*fd*/, uint32_t events, void* /*loop*/) {
   static_cast<Channel*>(ctx)->handleEvent(events);
 }
 
@@ -152,6 +184,8 @@ LoopStats EventLoop::stats() const {
   s.ctl_calls = engine_->controlCalls();
   s.accept_calls = counters_.accept_calls.get();
   s.other_calls = counters_.other_calls.get();
+  s.wait_failures = counters_.wait_failures.get();
+  s.interest_failures = counters_.interest_failures.get();
   return s;
 }
 

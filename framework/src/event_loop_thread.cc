@@ -14,12 +14,14 @@ EventLoopThread::~EventLoopThread() { stop(); }
 
 absl::StatusOr<EventLoop*> EventLoopThread::start() {
   if (thread_.joinable()) return loop();
+  // This attempt's outcome only: a start() after a failed one tries afresh.
+  absl::Status start_status;
   absl::Notification started;
-  thread_ = std::thread([this, &started] {
+  thread_ = std::thread([this, &started, &start_status] {
     ::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());
     auto engine = makeEngine(engine_);
     if (!engine.ok()) {
-      start_status_ = engine.status();
+      start_status = engine.status();
       started.Notify();
       return;
     }
@@ -31,14 +33,15 @@ absl::StatusOr<EventLoop*> EventLoopThread::start() {
     }
     // Notify from inside the loop, so the caller gets a loop that already runs.
     loop.queueInLoop([&started] { started.Notify(); });
-    loop.run();
+    // A loop that gave up on its engine has reported it through its failure callback already.
+    (void)loop.run();
     absl::MutexLock lock(&mutex_);
     loop_ = nullptr;
   });
   started.WaitForNotification();
-  if (!start_status_.ok()) {
+  if (!start_status.ok()) {
     thread_.join();
-    return start_status_;
+    return start_status;
   }
   absl::MutexLock lock(&mutex_);
   return loop_;

@@ -44,12 +44,16 @@ void EventLoopThreadPool::stop() {
   started_ = false;
 }
 
+// Both choosers skip a loop that gave up on its engine (EventLoop::failed()), unless every loop has.
 EventLoop* EventLoopThreadPool::getNextLoop() {
   base_loop_->assertInLoopThread();
   if (workers_.empty()) return base_loop_;
-  EventLoop* loop = workers_[next_]->loop;
-  next_ = (next_ + 1) % workers_.size();
-  return loop;
+  for (size_t k = 0; k < workers_.size(); ++k) {
+    EventLoop* loop = workers_[next_]->loop;
+    next_ = (next_ + 1) % workers_.size();
+    if (!loop->failed()) return loop;
+  }
+  return workers_[next_]->loop;
 }
 
 EventLoop* EventLoopThreadPool::getLeastLoadedLoop() {
@@ -60,6 +64,7 @@ EventLoop* EventLoopThreadPool::getLeastLoadedLoop() {
   int best_load = std::numeric_limits<int>::max();
   for (size_t k = 0; k < workers_.size(); ++k) {
     size_t i = (next_ + k) % workers_.size();
+    if (workers_[i]->loop->failed()) continue;
     int l = workers_[i]->load.load(std::memory_order_relaxed);
     if (l < best_load) {
       best_load = l;

@@ -41,6 +41,7 @@ ConnectionOwner& orphanOwner() {
 
 TcpClient::~TcpClient() {
   auto teardown = [this] {
+    alive_.reset();
     connect_wanted_ = false;
     connector_->stop();
     TcpConnectionPtr conn = connection();
@@ -62,23 +63,31 @@ TcpClient::~TcpClient() {
   }
 }
 
+// The functors below may still be queued when the client is destroyed on its loop thread: each
+// checks the token first, on that same thread.
 void TcpClient::connect() {
-  shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
-  loop_->runInLoop([this] {
+  // The callbacks were set on this thread before connect(); the loop thread takes the snapshot,
+  // so the one field it reads (shared_callbacks_) is only ever written there.
+  auto callbacks = std::make_shared<const ConnectionCallbacks>(callbacks_);
+  loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_), callbacks] {
+    if (alive.expired()) return;
+    shared_callbacks_ = callbacks;
     connect_wanted_ = true;
     connector_->start();
   });
 }
 
 void TcpClient::disconnect() {
-  loop_->runInLoop([this] {
+  loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_)] {
+    if (alive.expired()) return;
     connect_wanted_ = false;
     if (TcpConnectionPtr conn = connection()) conn->shutdown();
   });
 }
 
 void TcpClient::stop() {
-  loop_->runInLoop([this] {
+  loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_)] {
+    if (alive.expired()) return;
     connect_wanted_ = false;
     connector_->stop();
   });

@@ -18,6 +18,9 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   TcpServer* const server;
   EventLoop* const loop;
   absl::flat_hash_map<uint64_t, TcpConnectionPtr> connections;
+  // Connections the engine refused (select past FD_SETSIZE, say): the first is logged, the rest
+  // counted and summed up once a connection is taken again.
+  uint64_t refused_in_burst = 0;
 
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
@@ -61,7 +64,16 @@ absl::Status TcpServer::start() {
   }
   for (EventLoop* loop : pool_->loops()) {
     per_loop_.push_back(std::make_unique<LoopConnections>(this, loop));
-    if (thread_init_ && loop != base_loop_) loop->runInLoop([cb = thread_init_, loop] { cb(loop); });
+    if (loop == base_loop_) continue;  // its owner handles its failure
+    loop->runInLoop([this, loop, alive = std::weak_ptr<const bool>(alive_), init = thread_init_] {
+      // Runs on the failed sub-loop's thread; the server deals with it on the base loop.
+      loop->setFailureCallback([this, loop, alive](const absl::Status& why) {
+        base_loop_->queueInLoop([this, loop, alive, why] {
+          if (!alive.expired()) loopFailed(loop, why);
+        });
+      });
+      if (init) init(loop);
+    });
   }
   acceptor_->setNewConnectionCallback(
       [this](int fd, const InetAddress& peer) { newConnection(fd, peer); });
@@ -112,9 +124,17 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
     lc->connections.emplace(conn->id(), conn);
     absl::Status s = conn->connectEstablished();
     if (!s.ok()) {
-      LOG_ERROR("connection from %s refused: %s", conn->peerAddress().toIpPort(), s.message());
+      if (lc->refused_in_burst++ == 0) {
+        LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
+                  conn->peerAddress().toIpPort(), s.message());
+      }
       lc->connections.erase(conn->id());
       releaseConnection(lc->loop);
+    } else if (lc->refused_in_burst > 1) {
+      LOG_WARN("taking connections again after refusing %u more", lc->refused_in_burst - 1);
+      lc->refused_in_burst = 0;
+    } else {
+      lc->refused_in_burst = 0;
     }
   });
 }
@@ -143,7 +163,8 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
   if (stopping_.exchange(true)) return;
   stop_done_ = std::move(done);
   if (acceptor_) acceptor_->close();
-  LOG_INFO("stopping: %u connections to flush and close", connectionCount());
+  const size_t open = connectionCount();
+  LOG_INFO("stopping: %u connection%s to flush and close", open, open == 1 ? "" : "s");
   for (auto& l : per_loop_) {
     LoopConnections* lc = l.get();
     lc->loop->runInLoop([lc] {
@@ -153,8 +174,9 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
   stop_timer_ = base_loop_->runAfter(grace, [this, alive = std::weak_ptr<const bool>(alive_)] {
     if (alive.expired()) return;
     stop_timer_ = TimerId{};
-    if (connectionCount() > 0) {
-      LOG_WARN("shutdown grace period over: closing %u connections now", connectionCount());
+    if (const size_t left = connectionCount(); left > 0) {
+      LOG_WARN("shutdown grace period over: closing %u connection%s now", left,
+               left == 1 ? "" : "s");
     }
     for (auto& l : per_loop_) {
       LoopConnections* lc = l.get();
@@ -179,6 +201,21 @@ void TcpServer::maybeFinishStop() {
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   done();
+}
+
+void TcpServer::loopFailed(EventLoop* loop, const absl::Status& why) {
+  base_loop_->assertInLoopThread();
+  // The pool hands it no more connections (it checks failed()); the ones it has can do no more
+  // I/O, so they close, which the failed loop still does (it runs queued functors).
+  for (auto& l : per_loop_) {
+    LoopConnections* lc = l.get();
+    if (lc->loop != loop) continue;
+    LOG_ERROR("a sub-reactor stopped serving I/O (%s): closing its connections", why.message());
+    loop->runInLoop([lc] {
+      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->forceClose();
+    });
+  }
+  if (loop_failure_) loop_failure_(loop, why);
 }
 
 LoopStats TcpServer::stats() const {

@@ -67,7 +67,14 @@ void TimerQueue::resetTimerFd() {
   }
 }
 
-void TimerQueue::handleEvent(uint32_t) {
+void TimerQueue::handleEvent(uint32_t revents) {
+  if (revents & kEventFailed) {
+    // Not re-armed: without it no timer of this loop would fire again.
+    if (absl::Status s = channel_.setInterest(kEventRead); !s.ok()) {
+      LOG_ERROR("cannot re-arm the timerfd: %s", s.message());
+    }
+    return;
+  }
   uint64_t expirations;
   ssize_t n = ::read(fd_, &expirations, sizeof expirations);
   (void)n;

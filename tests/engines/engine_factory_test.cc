@@ -14,26 +14,26 @@ TEST(EngineFactoryTest, KnowsTheThreeEngines) {
   for (const std::string& name : engineNames()) {
     auto engine = makeEngine(EngineOptions{name, EpollMode::kOneshot});
     ASSERT_TRUE(engine.ok()) << name << ": " << engine.status();
-    EXPECT_EQ((*engine)->name(), name);
+    const std::string got((*engine)->name());
+    EXPECT_EQ(got.rfind(name, 0), 0u) << got;  // "epoll (oneshot)" for epoll
   }
 }
 
 TEST(EngineFactoryTest, DefaultIsEpollOneshot) {
   auto engine = makeEngine(EngineOptions{});
   ASSERT_TRUE(engine.ok()) << engine.status();
-  EXPECT_EQ((*engine)->name(), "epoll");
-  EXPECT_EQ((*engine)->description(), "epoll (oneshot)");
+  EXPECT_EQ((*engine)->name(), "epoll (oneshot)");
   EXPECT_FALSE((*engine)->edgeTriggered());
 }
 
 TEST(EngineFactoryTest, EpollModeReachesTheEngine) {
   auto edge = makeEngine(EngineOptions{"epoll", EpollMode::kEdge});
   ASSERT_TRUE(edge.ok()) << edge.status();
-  EXPECT_EQ((*edge)->description(), "epoll (edge)");
+  EXPECT_EQ((*edge)->name(), "epoll (edge)");
   EXPECT_TRUE((*edge)->edgeTriggered());
   auto level = makeEngine(EngineOptions{"epoll", EpollMode::kLevel});
   ASSERT_TRUE(level.ok()) << level.status();
-  EXPECT_EQ((*level)->description(), "epoll (level)");
+  EXPECT_EQ((*level)->name(), "epoll (level)");
   EXPECT_FALSE((*level)->edgeTriggered());
 }
 

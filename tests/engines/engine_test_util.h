@@ -12,7 +12,9 @@
 #include <ostream>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "plexus/engine.h"
 
@@ -25,6 +27,29 @@ inline void PrintTo(const EngineOptions& options, std::ostream* os) {
 }
 
 namespace engine_test {
+
+// One ready fd, as dispatch() handed it to its callback.
+struct ReadyEvent {
+  int fd;
+  uint32_t events;
+  void* ctx;
+};
+
+// One dispatch() of `engine`, with a callback that only records: what the engine handed over, in
+// order. Like the event loop, the engine re-arms oneshot fds after each call.
+inline absl::StatusOr<std::vector<ReadyEvent>> dispatchAll(Engine& engine, int timeout_ms) {
+  std::vector<ReadyEvent> out;
+  auto record = [](void* ctx, int fd, uint32_t events, void* arg) {
+    static_cast<std::vector<ReadyEvent>*>(arg)->push_back(ReadyEvent{fd, events, ctx});
+  };
+  absl::StatusOr<int> n = engine.dispatch(timeout_ms, record, &out);
+  if (!n.ok()) return n.status();
+  // Every ready fd gets exactly one call (a kEventFailed call would add one).
+  if (static_cast<size_t>(*n) != out.size()) {
+    ADD_FAILURE() << "dispatch() returned " << *n << " but made " << out.size() << " calls";
+  }
+  return out;
+}
 
 // Closes its fd on destruction.
 class Fd {

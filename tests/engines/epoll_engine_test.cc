@@ -1,9 +1,11 @@
-// What only the epoll engine promises: rearm() skips redundant epoll_ctl calls, the event array
-// grows, and kernel errors carry the call and the errno text.
+// What only the epoll engine promises: dispatch() re-arms a oneshot fd with one epoll_ctl at most
+// and reports a failed re-arm, the event array grows, and kernel errors carry the call and the
+// errno text.
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@ namespace plexus::detail {
 namespace {
 
 using engine_test::Pair;
+using engine_test::ReadyEvent;
 using engine_test::socketPair;
 using engine_test::writeByte;
 
@@ -25,62 +28,101 @@ std::unique_ptr<EpollEngine> makeEpoll(EpollMode mode) {
   return engine.ok() ? std::move(*engine) : nullptr;
 }
 
-TEST(EpollEngineTest, RearmAfterModifyCostsNoSyscall) {
+// A dispatch callback that records the calls and runs `on_call` inside each, like a handler.
+struct Recorder {
+  std::vector<ReadyEvent> calls;
+  std::function<void(const ReadyEvent&)> on_call;
+  static void record(void* ctx, int fd, uint32_t events, void* arg) {
+    auto* r = static_cast<Recorder*>(arg);
+    r->calls.push_back(ReadyEvent{fd, events, ctx});
+    if (r->on_call) r->on_call(r->calls.back());
+  }
+};
+
+TEST(EpollEngineTest, DispatchRearmsOnceAndNotAfterAModify) {
   auto engine = makeEpoll(EpollMode::kOneshot);
   ASSERT_NE(engine, nullptr);
   Pair p = socketPair();
   ASSERT_TRUE(engine->add(p.a.get(), kEventRead, nullptr).ok());
   ASSERT_TRUE(writeByte(p.b.get()));
-  std::vector<ReadyEvent> events;
-  ASSERT_EQ(*engine->wait(5000, &events), 1);
 
-  // The handler changes the interest: that modify() re-arms, so the rearm() after it does nothing.
-  ASSERT_TRUE(engine->modify(p.a.get(), kEventRead | kEventWrite, nullptr).ok());
-  const uint64_t calls = engine->ctlCalls();
-  engine->rearm(p.a.get(), kEventRead | kEventWrite, nullptr);
-  EXPECT_EQ(engine->ctlCalls(), calls);
+  // The handler changes the interest: that modify() re-arms, so dispatch() adds no call.
+  Recorder r;
+  r.on_call = [&](const ReadyEvent&) {
+    ASSERT_TRUE(engine->modify(p.a.get(), kEventRead | kEventWrite, nullptr).ok());
+  };
+  uint64_t calls = engine->controlCalls();
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+  EXPECT_EQ(engine->controlCalls(), calls + 1);
 
-  // Reported again, disarmed; no modify() this time: rearm() makes exactly one call, then none.
-  ASSERT_EQ(*engine->wait(5000, &events), 1);
-  engine->rearm(p.a.get(), kEventRead, nullptr);
-  EXPECT_EQ(engine->ctlCalls(), calls + 1);
-  engine->rearm(p.a.get(), kEventRead, nullptr);
-  EXPECT_EQ(engine->ctlCalls(), calls + 1);
+  // Reported again (readable and writable); no modify() this time: exactly one re-arm.
+  r.on_call = nullptr;
+  calls = engine->controlCalls();
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+  EXPECT_EQ(engine->controlCalls(), calls + 1);
 }
 
-TEST(EpollEngineTest, RearmWithNoInterestLeavesTheFdDisarmed) {
+TEST(EpollEngineTest, NoRearmWhenTheHandlerLeftNoInterest) {
   auto engine = makeEpoll(EpollMode::kOneshot);
   ASSERT_NE(engine, nullptr);
   Pair p = socketPair();
   ASSERT_TRUE(engine->add(p.a.get(), kEventRead, nullptr).ok());
   ASSERT_TRUE(writeByte(p.b.get()));
-  std::vector<ReadyEvent> events;
-  ASSERT_EQ(*engine->wait(5000, &events), 1);
-  const uint64_t calls = engine->ctlCalls();
-  engine->rearm(p.a.get(), 0, nullptr);
-  EXPECT_EQ(engine->ctlCalls(), calls);
-  EXPECT_EQ(*engine->wait(0, &events), 0);
+  Recorder r;
+  r.on_call = [&](const ReadyEvent&) { ASSERT_TRUE(engine->modify(p.a.get(), 0, nullptr).ok()); };
+  const uint64_t calls = engine->controlCalls();
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+  EXPECT_EQ(engine->controlCalls(), calls + 1);  // the modify() only
+  EXPECT_EQ(*engine->dispatch(0, &Recorder::record, &r), 0);
   // A later modify() arms it.
   ASSERT_TRUE(engine->modify(p.a.get(), kEventRead, nullptr).ok());
-  EXPECT_EQ(*engine->wait(5000, &events), 1);
+  r.on_call = nullptr;
+  EXPECT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
 }
 
-TEST(EpollEngineTest, RearmIsFreeInLevelAndEdgeModes) {
+TEST(EpollEngineTest, DispatchMakesNoControlCallsInLevelAndEdgeModes) {
   for (EpollMode mode : {EpollMode::kLevel, EpollMode::kEdge}) {
     auto engine = makeEpoll(mode);
     ASSERT_NE(engine, nullptr);
     Pair p = socketPair();
     ASSERT_TRUE(engine->add(p.a.get(), kEventRead, nullptr).ok());
     ASSERT_TRUE(writeByte(p.b.get()));
-    std::vector<ReadyEvent> events;
-    ASSERT_EQ(*engine->wait(5000, &events), 1);
-    const uint64_t calls = engine->ctlCalls();
-    engine->rearm(p.a.get(), kEventRead, nullptr);
-    EXPECT_EQ(engine->ctlCalls(), calls) << epollModeName(mode);
+    const uint64_t calls = engine->controlCalls();
+    Recorder r;
+    ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+    EXPECT_EQ(engine->controlCalls(), calls) << epollModeName(mode);
   }
 }
 
-// More ready fds than the event array holds: the array grows until one wait() returns them all.
+// A re-arm that fails (here: the fd was closed during its call, without remove()) would leave the
+// fd silent for good: the handler gets one more call with kEventFailed, so it can close or retry.
+TEST(EpollEngineTest, FailedRearmIsReportedToTheHandler) {
+  auto engine = makeEpoll(EpollMode::kOneshot);
+  ASSERT_NE(engine, nullptr);
+  Pair p = socketPair();
+  const int fd = p.a.get();
+  int tag = 0;
+  ASSERT_TRUE(engine->add(fd, kEventRead, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  Recorder r;
+  // Keep the file open (so epoll keeps the registration), but let the fd number go: MOD fails.
+  engine_test::Fd keep(::dup(fd));
+  r.on_call = [&](const ReadyEvent& e) {
+    if (r.calls.size() == 1) p.a.reset();
+    (void)e;
+  };
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+  ASSERT_EQ(r.calls.size(), 2u);
+  EXPECT_EQ(r.calls[0].events & kEventFailed, 0u);
+  EXPECT_EQ(r.calls[1].events, kEventFailed);
+  EXPECT_EQ(r.calls[1].fd, fd);
+  EXPECT_EQ(r.calls[1].ctx, &tag);
+  // remove() forgets it even though the kernel's DEL fails now.
+  EXPECT_FALSE(engine->remove(fd).ok());
+  EXPECT_EQ(engine->remove(fd).code(), absl::StatusCode::kNotFound);
+}
+
+// More ready fds than the event array holds: the array grows until one dispatch() takes them all.
 TEST(EpollEngineTest, EventArrayGrowsWhenFull) {
   auto engine = makeEpoll(EpollMode::kLevel);
   ASSERT_NE(engine, nullptr);
@@ -91,9 +133,11 @@ TEST(EpollEngineTest, EventArrayGrowsWhenFull) {
     ASSERT_TRUE(engine->add(pairs[i].a.get(), kEventRead, nullptr).ok());
     ASSERT_TRUE(writeByte(pairs[i].b.get()));
   }
-  std::vector<ReadyEvent> events;
   std::vector<int> counts;
-  for (int i = 0; i < 8; ++i) counts.push_back(*engine->wait(0, &events));
+  for (int i = 0; i < 8; ++i) {
+    Recorder r;
+    counts.push_back(*engine->dispatch(0, &Recorder::record, &r));
+  }
   EXPECT_LT(counts.front(), kPairs);  // starts small
   EXPECT_EQ(counts.back(), kPairs);
   for (size_t i = 1; i < counts.size(); ++i) EXPECT_GE(counts[i], counts[i - 1]);

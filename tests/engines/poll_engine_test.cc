@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "engines/engine_test_util.h"
 #include "engines/poll_engine.h"
 #include "gtest/gtest.h"
 
@@ -18,8 +19,10 @@ TEST(PollEngineTest, ClosedFdIsReportedAsError) {
   ::close(fds[1]);
   int tag = 0;
   ASSERT_TRUE(engine.add(fds[0], kEventRead, &tag).ok());
-  std::vector<ReadyEvent> events;
-  ASSERT_EQ(*engine.wait(0, &events), 1);
+  absl::StatusOr<std::vector<engine_test::ReadyEvent>> ready = engine_test::dispatchAll(engine, 0);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  const std::vector<engine_test::ReadyEvent>& events = *ready;
+  ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].fd, fds[0]);
   EXPECT_EQ(events[0].ctx, &tag);
   EXPECT_EQ(events[0].events, kEventError);

@@ -71,10 +71,19 @@ TEST(TcpServerTest, ServesOnTheBaseLoopWithZeroThreads) {
   for (const auto& r : testing::runEchoClients(h.address(), payloads, 3)) EXPECT_TRUE(r.exact) << r.error;
 }
 
-// A ConnectionHandler takes the input and drain notices in place of the server's callbacks, and
-// setHandler(nullptr) hands them back.
+// A connection's own ConnectionHandler takes the input, drain and close notices in place of the
+// server's callbacks; setHandler(nullptr), even from inside the handler's own callback, hands them
+// back and destroys the handler once that callback has returned.
+struct HandlerCounts {
+  std::atomic<int> drained{0};
+  std::atomic<int> closed{0};
+  std::atomic<int> destroyed{0};
+};
+
 class TaggingHandler final : public ConnectionHandler {
  public:
+  explicit TaggingHandler(HandlerCounts* counts) : counts_(counts) {}
+  ~TaggingHandler() override { counts_->destroyed.fetch_add(1); }
   void onMessage(const TcpConnectionPtr& conn, Buffer* input) override {
     std::string in = input->retrieveAllAsString();
     if (in == "big") {
@@ -83,26 +92,30 @@ class TaggingHandler final : public ConnectionHandler {
       conn->send(std::string(8 << 20, 'x'));
       return;
     }
+    if (in == "release") {
+      conn->setHandler(nullptr);
+      // Still alive until this call returns: its members are usable here.
+      conn->send("handler:" + in + std::to_string(counts_->destroyed.load()));
+      return;
+    }
     conn->send("handler:" + in);
-    if (in == "release") conn->setHandler(nullptr);
   }
   void onWriteComplete(const TcpConnectionPtr& conn) override {
-    drained.fetch_add(1);
+    counts_->drained.fetch_add(1);
     conn->send("drained");
   }
-  std::atomic<int> drained{0};
+  void onClose(const TcpConnectionPtr&) override { counts_->closed.fetch_add(1); }
+
+ private:
+  HandlerCounts* const counts_;
 };
 
 TEST(TcpServerTest, ConnectionHandlerReplacesTheCallbacksUntilCleared) {
-  TaggingHandler handler;
+  HandlerCounts counts;
   std::atomic<int> callback_drains{0};
   ServerHarness h(loopbackOptions(1), [&](TcpServer& server) {
     server.setConnectionCallback([&](const TcpConnectionPtr& conn) {
-      if (conn->connected()) {
-        conn->setHandler(&handler);
-      } else {
-        conn->setHandler(nullptr);
-      }
+      if (conn->connected()) conn->setHandler(std::make_unique<TaggingHandler>(&counts));
     });
     server.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* input) {
       conn->send("callback:" + input->retrieveAllAsString());
@@ -117,13 +130,36 @@ TEST(TcpServerTest, ConnectionHandlerReplacesTheCallbacksUntilCleared) {
   ASSERT_TRUE(testing::writeAll(fd, "big"));
   EXPECT_EQ(testing::readExactly(fd, 8 << 20), std::string(8 << 20, 'x'));
   EXPECT_EQ(testing::readExactly(fd, 7), "drained");
-  EXPECT_EQ(handler.drained.load(), 1);
+  EXPECT_EQ(counts.drained.load(), 1);
   ASSERT_TRUE(testing::writeAll(fd, "release"));
-  EXPECT_EQ(testing::readExactly(fd, 15), "handler:release");
+  EXPECT_EQ(testing::readExactly(fd, 16), "handler:release0");
+  EXPECT_TRUE(testing::waitUntil([&] { return counts.destroyed.load() == 1; }));
   ASSERT_TRUE(testing::writeAll(fd, "two"));
   EXPECT_EQ(testing::readExactly(fd, 12), "callback:two");
   ::close(fd);
   EXPECT_EQ(callback_drains.load(), 0);
+  EXPECT_EQ(counts.closed.load(), 0);  // replaced before the close
+}
+
+// A handler hears the close once, and is destroyed on the loop thread when the server lets go of
+// the connection, whichever side closed.
+TEST(TcpServerTest, ConnectionHandlerIsToldOfTheCloseThenDestroyed) {
+  HandlerCounts counts;
+  ServerHarness h(loopbackOptions(1), [&](TcpServer& server) {
+    server.setConnectionCallback([&](const TcpConnectionPtr& conn) {
+      if (conn->connected()) conn->setHandler(std::make_unique<TaggingHandler>(&counts));
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  for (int i = 0; i < 3; ++i) {
+    int fd = testing::connectBlocking(h.address());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testing::writeAll(fd, "x"));
+    EXPECT_EQ(testing::readExactly(fd, 9), "handler:x");
+    ::close(fd);
+  }
+  EXPECT_TRUE(testing::waitUntil([&] { return counts.destroyed.load() == 3; }));
+  EXPECT_EQ(counts.closed.load(), 3);
 }
 
 // An established connection holds a reference to itself; closing releases it, so the connection

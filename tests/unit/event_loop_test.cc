@@ -29,7 +29,7 @@ class LoopOnThread {
       loop_ = &loop;
       thread_id_ = std::this_thread::get_id();
       loop.queueInLoop([&ready] { ready.Notify(); });
-      loop.run();
+      EXPECT_TRUE(loop.run().ok());
       stopped_.Notify();
       // The loop must outlive calls other threads make on it: quit() may still be inside its
       // wakeup when run() returns (see QuitFromOtherThreadWhileLoopIsBusy below).
@@ -94,7 +94,7 @@ TEST(EventLoopDeathTest, RunFromAnotherThreadDies) {
   EXPECT_DEATH(
       {
         EventLoop loop;
-        std::thread t([&] { loop.run(); });
+        std::thread t([&] { EXPECT_TRUE(loop.run().ok()); });
         t.join();
       },
       "but was used from thread");
@@ -135,7 +135,7 @@ TEST(EventLoopTest, QueueInLoopOnLoopThreadIsDeferred) {
   });
   order.push_back(1);
   EXPECT_EQ(order, std::vector<int>{1});
-  loop.run();
+  EXPECT_TRUE(loop.run().ok());
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
@@ -266,7 +266,7 @@ TEST(EventLoopTest, QuitFromOtherThreadWhileLoopIsBusy) {
         running.Notify();
         spin();
       });
-      own.run();
+      EXPECT_TRUE(own.run().ok());
     });
     running.WaitForNotification();
     loop->quit();
@@ -281,7 +281,7 @@ TEST(EventLoopTest, QuitFromLoopThreadStopsRun) {
     ++iterations_seen;
     loop.quit();
   });
-  loop.run();  // returns
+  EXPECT_TRUE(loop.run().ok());  // returns
   EXPECT_EQ(iterations_seen, 1);
   EXPECT_GE(loop.iterations(), 1u);
 }
@@ -294,7 +294,7 @@ TEST(EventLoopTest, RunAgainAfterQuit) {
       ran = true;
       loop.quit();
     });
-    loop.run();
+    EXPECT_TRUE(loop.run().ok());
     EXPECT_TRUE(ran) << round;
   }
 }

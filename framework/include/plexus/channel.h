@@ -15,7 +15,9 @@ class EventLoop;
 
 class EventHandler {
  public:
-  // Called on the loop thread with the events the engine reported (kEvent* bits).
+  // Called on the loop thread with the events the engine reported (kEvent* bits). With
+  // kEventFailed the fd will report nothing more until its interest is set again (see engine.h):
+  // retry, or close.
   virtual void handleEvent(uint32_t revents) = 0;
 
  protected:
@@ -36,22 +38,29 @@ class Channel {
   bool isReading() const { return (interest_ & kEventRead) != 0; }
   bool isWriting() const { return (interest_ & kEventWrite) != 0; }
 
-  // Sets the interest and registers the fd with the loop's engine if it is not registered yet. Fails
-  // when the engine refuses the fd (select: fd >= FD_SETSIZE); the channel then stays unregistered.
+  // Sets the interest, registering the fd with the loop's engine first if it is not registered
+  // yet. Fails when the engine refuses (select: fd >= FD_SETSIZE; epoll_ctl failed; no memory);
+  // the channel then keeps its old interest, and stays unregistered if it was. The owner decides
+  // what to do with an fd whose interest cannot change: a connection closes.
   absl::Status setInterest(uint32_t interest);
-  void enableReading() { update(interest_ | kEventRead); }
-  void disableReading() { update(interest_ & ~kEventRead); }
-  void enableWriting() { update(interest_ | kEventWrite); }
-  void disableWriting() { update(interest_ & ~kEventWrite); }
+  // setInterest() with one bit more or less; nothing to do (OK) when the bit is as asked.
+  absl::Status enableReading() { return update(interest_ | kEventRead); }
+  absl::Status disableReading() { return update(interest_ & ~kEventRead); }
+  absl::Status enableWriting() { return update(interest_ | kEventWrite); }
+  absl::Status disableWriting() { return update(interest_ & ~kEventWrite); }
 
   // Removes the fd from the engine. Call before closing the fd. Safe to call when not registered.
   void remove();
 
-  // Used by EventLoop: dispatches to the handler.
+  // Used by EventLoop: dispatches to the handler. kEventFailed in `revents`: the engine could not
+  // re-arm the fd, so it reports nothing more until setInterest() succeeds.
   void handleEvent(uint32_t revents) { handler_->handleEvent(revents); }
 
  private:
-  void update(uint32_t interest);
+  absl::Status update(uint32_t interest) {
+    if (registered_ && interest == interest_) return absl::OkStatus();
+    return setInterest(interest);
+  }
 
   EventLoop* const loop_;
   const int fd_;

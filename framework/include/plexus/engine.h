@@ -1,8 +1,10 @@
 #pragma once
 // The I/O multiplexing engine interface and the factory that makes engines by name.
 //
-// An engine watches file descriptors for readiness. It is owned by one EventLoop and every method is
-// called on that loop's thread only; engines hold no locks.
+// An engine watches file descriptors for readiness and hands each ready one to a callback. It is
+// owned by one EventLoop and every method is called on that loop's thread only; engines hold no
+// locks. The interface is what the loop needs and nothing more: add, modify, remove, dispatch and
+// a name. Tests and benchmarks drive engines through the same five calls.
 
 #include <cstdint>
 #include <memory>
@@ -24,9 +26,13 @@ inline constexpr uint32_t kEventWrite = 0x004;       // EPOLLOUT / POLLOUT
 inline constexpr uint32_t kEventError = 0x008;       // EPOLLERR / POLLERR (reported, never asked)
 inline constexpr uint32_t kEventHangup = 0x010;      // EPOLLHUP / POLLHUP (reported, never asked)
 inline constexpr uint32_t kEventReadHangup = 0x2000; // EPOLLRDHUP / POLLRDHUP
+// Reported, never asked, and never from the kernel: the engine could not re-arm the fd after its
+// last event (a oneshot epoll_ctl failed), so nothing more will be reported for it until a
+// modify() succeeds. Its handler must act: close the connection, or retry with modify().
+inline constexpr uint32_t kEventFailed = 1u << 27;
 
 enum class EpollMode {
-  kOneshot,  // EPOLLONESHOT: an fd is disarmed after each event and re-armed by rearm().
+  kOneshot,  // EPOLLONESHOT: an fd is disarmed by each event; dispatch() re-arms it.
   kLevel,    // level-triggered
   kEdge,     // EPOLLET: readers and writers must go on until EAGAIN.
 };
@@ -35,93 +41,63 @@ absl::StatusOr<EpollMode> parseEpollMode(std::string_view name);
 std::string_view epollModeName(EpollMode mode);
 
 struct EngineOptions {
-  std::string name = "epoll";  // "epoll", "poll" or "select"
-  EpollMode epoll_mode = EpollMode::kOneshot;
-};
-
-// One ready fd, as returned by Engine::wait(). `ctx` is the pointer given to add()/modify().
-struct ReadyEvent {
-  int fd;
-  uint32_t events;
-  void* ctx;
+  std::string name = "epoll";  // one of engineNames()
+  EpollMode epoll_mode = EpollMode::kOneshot;  // epoll only
 };
 
 class Engine {
  public:
-  virtual ~Engine() = default;
+  // What dispatch() calls for each ready fd: `ctx` as given to add()/modify(), the fd, `events`
+  // the kEvent* bits, `arg` as given to dispatch().
+  using ReadyFn = void (*)(void* ctx, int fd, uint32_t events, void* arg);
 
-  // "epoll", "poll" or "select".
+  virtual ~Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // What the logs show: "epoll (oneshot)", "poll", "select".
   virtual std::string_view name() const = 0;
-  // A longer description for logs, e.g. "epoll (oneshot)".
-  virtual std::string description() const { return std::string(name()); }
 
   // Starts watching `fd` for `interest` (kEventRead | kEventWrite | ...). `interest` may be 0: the fd
-  // is then registered but reports only errors and hang-ups (select: nothing). Fails for an fd already
-  // registered, or one the engine cannot watch (select: fd >= FD_SETSIZE).
+  // is then registered but reports only errors and hang-ups (select: nothing). Fails for an fd
+  // already registered, or one the engine cannot watch (select: fd >= FD_SETSIZE), or when the
+  // engine cannot grow (the kernel's or our own memory); the fd is then not registered.
   virtual absl::Status add(int fd, uint32_t interest, void* ctx) = 0;
-  // Changes the interest of a registered fd. For a oneshot engine this also re-arms it.
+  // Changes the interest and ctx of a registered fd; a oneshot engine also re-arms it. On failure
+  // the fd keeps its registration, but a oneshot fd may stay disarmed: the caller should give up
+  // on the fd (or try again).
   virtual absl::Status modify(int fd, uint32_t interest, void* ctx) = 0;
   // Stops watching `fd`. Must be called before the fd is closed. During dispatch(), the fd gets no
-  // further call in the batch being handled (an engine that keeps the default dispatch() calls
-  // forgetPending(fd) here).
+  // further call in the batch being handled, even if its number is registered again meanwhile.
   virtual absl::Status remove(int fd) = 0;
 
-  // Waits up to `timeout_ms` (-1: no limit) and replaces the contents of *out with the ready fds.
-  // Returns how many; EINTR gives 0.
-  virtual absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) = 0;
-
-  // Called once the events that wait() reported for `fd` have been handled, with the interest the fd
-  // has now. A oneshot engine re-arms the fd here, unless modify() already did so while the events
-  // were handled; other engines do nothing.
-  virtual void rearm(int fd, uint32_t interest, void* ctx) {
-    (void)fd;
-    (void)interest;
-    (void)ctx;
-  }
-
-  // What dispatch() calls for each ready fd: `ctx` as given to add()/modify(), `events` the
-  // kEvent* bits, `arg` as given to dispatch().
-  using ReadyFn = void (*)(void* ctx, uint32_t events, void* arg);
-
-  // The event loop's step: waits like wait(), then calls `fn` for each ready fd in turn. An fd
-  // removed while the batch is handled gets no further call in it. A oneshot engine re-arms each
-  // fd after its call, with the interest it has by then, unless modify() already re-armed it or the
-  // fd was removed or has no interest left. Returns how many fds were ready; EINTR gives 0.
-  //
-  // The default runs wait() and does no re-arming: an engine that needs rearm() overrides this
-  // (epoll does, and dispatches straight from the kernel's event array).
-  virtual absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg);
-
-  // True when rearm() does anything (oneshot engines): the loop skips the call otherwise.
-  virtual bool needsRearm() const { return false; }
+  // The event loop's step: waits up to `timeout_ms` (-1: no limit) for ready fds, then calls `fn`
+  // for each in turn. An fd removed while the batch is handled gets no further call in it. A
+  // oneshot engine re-arms each fd after its call with the interest it has by then, unless the
+  // call re-armed it already (modify()), removed it or left it no interest; if that re-arm fails,
+  // `fn` is called once more for the fd with kEventFailed. Returns how many fds were ready; EINTR
+  // gives 0. An error means the wait itself failed (nothing was dispatched).
+  virtual absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) = 0;
 
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
-  virtual bool edgeTriggered() const { return false; }
-
-  // The largest fd this engine can watch plus one, or -1 for no limit (select: FD_SETSIZE).
-  virtual int maxFd() const { return -1; }
-
+  bool edgeTriggered() const { return edge_triggered_; }
   // Syscalls made to change interest (epoll_ctl). Any thread.
   uint64_t controlCalls() const { return ctl_calls_.get(); }
 
  protected:
-  // For remove() in engines that keep the default dispatch(): drops the fd's later events from
-  // the batch being handled.
-  void forgetPending(int fd);
+  explicit Engine(bool edge_triggered = false) : edge_triggered_(edge_triggered) {}
 
   SingleWriterCounter ctl_calls_;
 
  private:
-  std::vector<ReadyEvent> batch_;  // the default dispatch()'s events
-  size_t batch_index_ = 0;
-  bool dispatching_ = false;
+  const bool edge_triggered_;
 };
 
 // Makes the engine named in `options`. Errors: unknown name (the message lists the known ones) or
 // the engine's own set-up failing (epoll_create1).
 absl::StatusOr<std::unique_ptr<Engine>> makeEngine(const EngineOptions& options);
 
-// The names makeEngine() accepts: {"epoll", "poll", "select"}.
+// The names makeEngine() accepts, in the order of the factory's list: {"epoll", "poll", "select"}.
 const std::vector<std::string>& engineNames();
 
 }  // namespace plexus

@@ -57,7 +57,20 @@ class EventLoop {
 
   // Runs until quit(). Loop thread only. A loop can run again after it returned; a quit() that
   // came before run() started is forgotten.
-  void run();
+  //
+  // A wait that fails (anything but EINTR) is retried after a pause that doubles from 1 ms; after
+  // kMaxWaitFailures failures in a row the loop gives up on its engine: it logs the error, calls
+  // the failure callback and from then on runs only queued functors (no I/O, no timers) until
+  // quit(). run() then returns that error; OkStatus() otherwise.
+  absl::Status run();
+  static constexpr int kMaxWaitFailures = 10;
+  // Called once, on the loop thread, when the loop gives up on its engine (see run()). Set it
+  // before run(), or on the loop thread.
+  void setFailureCallback(std::function<void(const absl::Status&)> cb) {
+    failure_callback_ = std::move(cb);
+  }
+  // True once the loop has given up on its engine. Any thread.
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
   // Makes run() return after the current iteration. Any thread; the loop may be destroyed once
   // run() returned, even while another thread's quit() is finishing (the destructor waits for it).
   void quit();
@@ -88,7 +101,8 @@ class EventLoop {
   void removeChannel(Channel* channel);
 
   Engine& engine() { return *engine_; }
-  const std::string& engineDescription() const { return engine_description_; }
+  // The engine's name, e.g. "epoll (oneshot)". Any thread.
+  std::string engineDescription() const { return std::string(engine_->name()); }
   bool edgeTriggered() const { return edge_triggered_; }
   // A buffer the loop's connections read into while they hold no partial input of their own, so
   // an idle connection keeps no input buffer. Loop thread only; empty between events.
@@ -101,6 +115,7 @@ class EventLoop {
   // Counters the loop's channels add to. Loop thread only.
   struct Counters {
     SingleWriterCounter events, wait_calls, read_calls, write_calls, accept_calls, other_calls;
+    SingleWriterCounter wait_failures, interest_failures;
   };
   Counters& counters() { return counters_; }
 
@@ -108,11 +123,15 @@ class EventLoop {
   void abortNotInLoopThread() const;
   void wakeup();
   void runPendingFunctors();
-  static void handleReady(void* ctx, uint32_t events, void* loop);
+  static void handleReady(void* ctx, int fd, uint32_t events, void* loop);
+  // After the engine failed for good: waits for queued functors or quit(), without the engine.
+  void awaitFunctors();
+  bool hasPendingOrQuit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return !pending_.empty() || quit_.load(std::memory_order_relaxed);
+  }
 
   const std::thread::id thread_id_;
   std::unique_ptr<Engine> engine_;
-  const std::string engine_description_;
   const bool edge_triggered_;
   std::unique_ptr<Buffer> read_buffer_;
   std::atomic<bool> quit_{false};
@@ -121,6 +140,8 @@ class EventLoop {
   bool handling_events_ = false;
   std::unique_ptr<detail::Wakeup> wakeup_;
   std::unique_ptr<detail::TimerQueue> timers_;
+  std::function<void(const absl::Status&)> failure_callback_;
+  std::atomic<bool> failed_{false};
 
   absl::Mutex mutex_;
   std::vector<Functor> pending_ ABSL_GUARDED_BY(mutex_);

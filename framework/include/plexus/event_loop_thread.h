@@ -27,7 +27,8 @@ class EventLoopThread {
   EventLoopThread(const EventLoopThread&) = delete;
   EventLoopThread& operator=(const EventLoopThread&) = delete;
 
-  // Starts the thread and returns its loop once it runs. Fails if the engine cannot be made.
+  // Starts the thread and returns its loop once it runs. Fails if the engine cannot be made; a
+  // later start() tries again.
   absl::StatusOr<EventLoop*> start();
   // Quits the loop and joins the thread. Idempotent.
   void stop();
@@ -43,7 +44,6 @@ class EventLoopThread {
   std::thread thread_;
   mutable absl::Mutex mutex_;
   EventLoop* loop_ ABSL_GUARDED_BY(mutex_) = nullptr;
-  absl::Status start_status_;
 };
 
 }  // namespace plexus

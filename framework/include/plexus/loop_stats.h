@@ -29,12 +29,14 @@ struct LoopStats {
   uint64_t ctl_calls = 0;     // epoll_ctl (poll and select change interest without a syscall)
   uint64_t accept_calls = 0;  // accept4, EAGAIN included
   uint64_t other_calls = 0;   // eventfd (wake-up) and timerfd reads
+  uint64_t wait_failures = 0;      // waits that failed (other than EINTR)
+  uint64_t interest_failures = 0;  // connections closed because their interest could not change
 
   uint64_t syscalls() const {
     return wait_calls + read_calls + write_calls + ctl_calls + accept_calls + other_calls;
   }
   LoopStats& operator+=(const LoopStats& o);
-  // {"iterations":...,"events":...,...,"syscalls":...}
+  // {"iterations":...,"events":...,...,"syscalls":...,"wait_failures":...,"interest_failures":...}
   std::string toJson() const;
 };
 

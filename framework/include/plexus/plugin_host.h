@@ -2,8 +2,8 @@
 // Serving a protocol with a TcpServer: one ProtocolHandler per connection, made by a PluginFactory
 // that came from a plugin (plugin_loader.h) or from the program itself.
 //
-// For each connection the host makes a handler on the connection's loop thread, keeps it in the
-// connection's context and calls it: onConnect once established, onData after each read, onDrained
+// For each connection the host makes a handler on the connection's loop thread, gives the
+// connection a ConnectionHandler that calls it, and calls it: onConnect once established, onData after each read, onDrained
 // when the output has drained after a send that could not finish at once, onClose once closed. The
 // handler is destroyed right after onClose, on the loop thread. A handler callback that throws gets
 // one error line logged (naming the connection and what()) and its connection closed at once

@@ -71,13 +71,16 @@ class TcpClient : private ConnectionOwner {
   const InetAddress server_;
   const TcpClientOptions options_;
   ConnectionCallbacks callbacks_;
-  std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;
+  std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;  // loop thread
   std::function<void(const absl::Status&)> connect_error_;
   std::shared_ptr<detail::Connector> connector_;
   bool connect_wanted_ = false;  // loop thread
   uint64_t next_id_ = 1;
   mutable absl::Mutex mutex_;
   TcpConnectionPtr connection_ ABSL_GUARDED_BY(mutex_);
+  // Expires when the client is torn down (on the loop thread): work queued on the loop checks it
+  // before touching `this`.
+  std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 
 }  // namespace plexus

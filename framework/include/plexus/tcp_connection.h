@@ -11,11 +11,15 @@
 // has closed (and at the latest when the loop destroys that functor).
 //
 // Thread safety:
-//   any thread: send(), shutdown(), closeAfterFlush(), forceClose(), connected(), id(), name(),
-//               addresses, getLoop().
-//   loop thread only: everything else (buffers, context, reading control, the callbacks' bodies).
+//   any thread: send(std::string_view), shutdown(), closeAfterFlush(), forceClose(), connected(),
+//               disconnected(), id(), name(), addresses, getLoop().
+//   loop thread only: everything else (buffers, the handler, reading control, the callbacks).
+//
+// Closing: once closeAfterFlush() or forceClose() was called, send() drops its bytes and no more
+// input is delivered; closeAfterFlush() still writes what was queued before it. When the peer
+// ends its side (EOF), the connection writes what is queued, including what the handler sends
+// meanwhile (from onWriteComplete, say), and closes once its output has drained.
 
-#include <any>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -50,21 +54,26 @@ struct ConnectionOptions {
   bool tcp_no_delay = true;
 };
 
-// A per-connection object that takes the connection's input and drain notices in place of the
-// shared message and write-complete callbacks: one virtual call per read instead of a std::function
-// call and a context lookup, for protocol code that keeps state per connection anyway (the plugin
-// host is one). Loop thread only. The connection does not own it: whoever does clears it with
-// setHandler(nullptr) before destroying it, at the latest in the connection callback that reports
-// the close.
+// The protocol side of one connection: it takes the connection's input, drain and close notices.
+// There is one input path: every connection has a handler. Until setHandler() gives it one of its
+// own, a connection uses a built-in handler that calls the shared ConnectionCallbacks (so
+// setMessageCallback() servers keep working), and a protocol that keeps state per connection
+// gives each connection its own handler, usually from the connection callback.
+//
+// Every call happens on the connection's loop thread. The connection owns its handler: it is
+// destroyed when the connection's owner lets go of the connection after the close (on the loop
+// thread), or when setHandler() replaces it.
 class ConnectionHandler {
  public:
-  // As MessageCallback.
+  virtual ~ConnectionHandler() = default;
+  // As MessageCallback: new bytes were read; retrieve what you consumed, leave the rest in
+  // `input` for the next call. `input` stays valid until this returns, whatever it calls (even
+  // forceClose()).
   virtual void onMessage(const TcpConnectionPtr& conn, Buffer* input) = 0;
   // As WriteCompleteCallback.
   virtual void onWriteComplete(const TcpConnectionPtr& conn) { (void)conn; }
-
- protected:
-  ~ConnectionHandler() = default;
+  // The connection has closed (after the connection callback reported it). Called once.
+  virtual void onClose(const TcpConnectionPtr& conn) { (void)conn; }
 };
 
 // The owner of a connection (TcpServer, TcpClient): told once, on the loop thread, when the
@@ -99,7 +108,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   bool disconnected() const { return state_.load(std::memory_order_acquire) == kDisconnected; }
 
   // Sends bytes. From another thread the bytes are copied and the send is queued to the loop.
-  // Bytes sent after the connection began closing are dropped.
+  // Bytes sent once closeAfterFlush() or forceClose() was called are dropped (see Closing above).
   void send(std::string_view data);
   // Sends the readable bytes of `buf` and empties it. Loop thread only.
   void send(Buffer* buf);
@@ -118,19 +127,22 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   // callback was given: fresh bytes may sit in a per-thread buffer until the callback returns.
   Buffer* inputBuffer() { return &input_; }
   Buffer* outputBuffer() { return &output_; }
-  void setContext(std::any context) { context_ = std::move(context); }
-  std::any* mutableContext() { return &context_; }
   // Who is told when the connection has closed (nullptr: nobody). Loop thread only, or before
   // connectEstablished().
   void setOwner(ConnectionOwner* owner) { owner_ = owner; }
-  // Routes input and drain notices to `handler` instead of the message and write-complete
-  // callbacks; nullptr goes back to the callbacks. Loop thread only.
-  void setHandler(ConnectionHandler* handler) { handler_ = handler; }
+  // Gives the connection its own handler (see ConnectionHandler); nullptr goes back to the shared
+  // callbacks. The old handler is destroyed, after its callback returned if it called this from
+  // one. Loop thread only.
+  void setHandler(std::unique_ptr<ConnectionHandler> handler);
+  // The handler input goes to: this connection's own, or the built-in one that calls the shared
+  // callbacks. Loop thread only.
+  ConnectionHandler* handler() const { return handler_.get(); }
 
   // Called by the owner on the loop thread. connectEstablished() registers the fd with the engine
   // and runs the connection callback; on failure (the engine refused the fd) nothing was run and the
   // caller drops the connection. connectDestroyed() is the last call; it runs the connection callback
-  // if the connection was still established.
+  // (and the handler's onClose) if the connection was still established, then destroys the
+  // handler.
   absl::Status connectEstablished();
   void connectDestroyed();
 
@@ -141,8 +153,17 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
  private:
   enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
 
+  // Deletes a connection's own handler; leaves the built-in one (a static object) alone.
+  struct HandlerDeleter {
+    void operator()(ConnectionHandler* h) const;
+  };
+  using HandlerPtr = std::unique_ptr<ConnectionHandler, HandlerDeleter>;
+  class CallbacksHandler;
+  static CallbacksHandler callbacks_handler_;
+
   void handleEvent(uint32_t revents) override;
   void handleRead(const TcpConnectionPtr& self, uint32_t revents);
+  void continueReading();
   void handleWrite(const TcpConnectionPtr& self);
   void handleClose();
   void handleError();
@@ -154,8 +175,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   void writeFailed(int err);
   void shutdownInLoop();
   void closeAfterFlushInLoop();
-  void forceCloseInLoop();
   void updateReadInterest();
+  void interestFailed(const absl::Status& why);
+  void reportClosed(const TcpConnectionPtr& guard);
   void armIdleTimer(Duration delay);
   void onIdleTimer();
   void afterOutputDrained();
@@ -176,11 +198,12 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   std::atomic<State> state_{kConnecting};
   bool reading_ = true;          // wanted by the user (startReading/stopReading)
   bool backpressured_ = false;   // paused by the high-water mark
-  bool peer_closed_ = false;     // the peer sent EOF
+  bool peer_closed_ = false;     // the peer sent EOF: flush the output, then close
   bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
   bool write_shut_ = false;
   bool fd_open_ = true;
   bool in_event_ = false;        // handleEvent() is on the stack
+  bool read_queued_ = false;     // edge mode: continueReading() is queued (read budget spent)
   Channel channel_;
   Buffer input_;
   Buffer output_;
@@ -189,10 +212,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection>, privat
   // This connection, while it is established (see Lifetime above).
   TcpConnectionPtr self_;
   ConnectionOwner* owner_ = nullptr;
-  // After callbacks_, so destroyed before them: a context may rely on what the callbacks hold (the
-  // plugin host's does).
-  std::any context_;
-  ConnectionHandler* handler_ = nullptr;
+  // After callbacks_, so destroyed before them: a handler may rely on what the callbacks hold (the
+  // plugin host's handlers do). Never null: the built-in CallbacksHandler until setHandler().
+  HandlerPtr handler_;
   // From ConnectionOptions (tcp_no_delay is applied by the constructor); low_water_mark_ resolved.
   const size_t high_water_mark_;
   const size_t low_water_mark_;

@@ -56,6 +56,12 @@ class TcpServer {
   void setHighWaterMarkCallback(HighWaterMarkCallback cb) { callbacks_.high_water_mark = std::move(cb); }
   // Runs on the sub-loop thread right after it started, before it handles any connection.
   void setThreadInitCallback(std::function<void(EventLoop*)> cb) { thread_init_ = std::move(cb); }
+  // Runs on the base loop when a sub-loop gave up on its engine (see EventLoop::run()): the server
+  // has stopped giving it connections and is closing the ones it had. Without a callback the
+  // server logs it and goes on with the other sub-loops.
+  void setLoopFailureCallback(std::function<void(EventLoop*, const absl::Status&)> cb) {
+    loop_failure_ = std::move(cb);
+  }
 
   // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
   absl::Status start();
@@ -85,12 +91,14 @@ class TcpServer {
   void releaseConnection(EventLoop* loop);
   void maybeFinishStop();
   void closeAllNow();
+  void loopFailed(EventLoop* loop, const absl::Status& why);
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
   ConnectionCallbacks callbacks_;
   std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;
   std::function<void(EventLoop*)> thread_init_;
+  std::function<void(EventLoop*, const absl::Status&)> loop_failure_;
   std::unique_ptr<detail::Acceptor> acceptor_;
   std::unique_ptr<EventLoopThreadPool> pool_;
   // One set of connections per loop, touched only on that loop's thread.

@@ -1,4 +1,4 @@
-// makeEngine(): the one place that knows the concrete engines.
+// makeEngine(): the one place that maps names to engines (through engine_list.h).
 
 #include <memory>
 #include <string>
@@ -6,12 +6,31 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "engines/epoll_engine.h"
-#include "engines/poll_engine.h"
-#include "engines/select_engine.h"
 #include "plexus/engine.h"
 
 namespace plexus {
+
+namespace detail {
+#define PLEXUS_ENGINE(name, make) \
+  absl::StatusOr<std::unique_ptr<Engine>> make(const EngineOptions& options);
+#include "engines/engine_list.h"
+#undef PLEXUS_ENGINE
+}  // namespace detail
+
+namespace {
+
+struct EngineEntry {
+  const char* name;
+  absl::StatusOr<std::unique_ptr<Engine>> (*make)(const EngineOptions&);
+};
+
+constexpr EngineEntry kEngines[] = {
+#define PLEXUS_ENGINE(name, make) {name, &detail::make},
+#include "engines/engine_list.h"
+#undef PLEXUS_ENGINE
+};
+
+}  // namespace
 
 absl::StatusOr<EpollMode> parseEpollMode(std::string_view name) {
   if (name == "oneshot") return EpollMode::kOneshot;
@@ -31,18 +50,18 @@ std::string_view epollModeName(EpollMode mode) {
 }
 
 const std::vector<std::string>& engineNames() {
-  static const std::vector<std::string> names = {"epoll", "poll", "select"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const EngineEntry& e : kEngines) out.emplace_back(e.name);
+    return out;
+  }();
   return names;
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> makeEngine(const EngineOptions& options) {
-  if (options.name == "epoll") {
-    auto engine = detail::EpollEngine::create(options.epoll_mode);
-    if (!engine.ok()) return engine.status();
-    return std::unique_ptr<Engine>(std::move(*engine));
+  for (const EngineEntry& e : kEngines) {
+    if (options.name == e.name) return e.make(options);
   }
-  if (options.name == "poll") return std::make_unique<detail::PollEngine>();
-  if (options.name == "select") return std::make_unique<detail::SelectEngine>();
   return absl::InvalidArgumentError(absl::StrFormat("unknown engine '%s' (known: %s)", options.name,
                                                     absl::StrJoin(engineNames(), ", ")));
 }

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "absl/strings/str_format.h"
 #include "fast_syscalls.h"
@@ -17,6 +18,9 @@ static_assert(kEventWrite == static_cast<uint32_t>(EPOLLOUT));
 static_assert(kEventError == static_cast<uint32_t>(EPOLLERR));
 static_assert(kEventHangup == static_cast<uint32_t>(EPOLLHUP));
 static_assert(kEventReadHangup == static_cast<uint32_t>(EPOLLRDHUP));
+// Never a bit the kernel reports or the engine asks for.
+static_assert((kEventFailed & (EPOLLONESHOT | EPOLLET | EPOLLWAKEUP | EPOLLEXCLUSIVE | EPOLLMSG |
+                               EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND)) == 0);
 
 namespace {
 
@@ -39,14 +43,20 @@ absl::StatusOr<std::unique_ptr<EpollEngine>> EpollEngine::create(EpollMode mode)
   return std::unique_ptr<EpollEngine>(new EpollEngine(epfd, mode));
 }
 
+absl::StatusOr<std::unique_ptr<Engine>> makeEpollEngine(const EngineOptions& options) {
+  auto engine = EpollEngine::create(options.epoll_mode);
+  if (!engine.ok()) return engine.status();
+  return std::unique_ptr<Engine>(std::move(*engine));
+}
+
 EpollEngine::EpollEngine(int epfd, EpollMode mode)
-    : epfd_(epfd), mode_(mode), events_(kInitialEvents) {}
+    : Engine(mode == EpollMode::kEdge),
+      epfd_(epfd),
+      mode_(mode),
+      name_(absl::StrFormat("epoll (%s)", epollModeName(mode))),
+      events_(kInitialEvents) {}
 
 EpollEngine::~EpollEngine() { ::close(epfd_); }
-
-std::string EpollEngine::description() const {
-  return absl::StrFormat("epoll (%s)", epollModeName(mode_));
-}
 
 absl::Status EpollEngine::control(int op, int fd, uint32_t interest) {
   epoll_event ev{};
@@ -74,7 +84,15 @@ absl::Status EpollEngine::add(int fd, uint32_t interest, void* ctx) {
   }
   // Grow fds_ only for an fd the kernel accepted, not for any number a caller passes.
   if (absl::Status st = control(EPOLL_CTL_ADD, fd, interest); !st.ok()) return st;
-  if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) + 1);
+  if (static_cast<size_t>(fd) >= fds_.size()) {
+    try {
+      fds_.resize(static_cast<size_t>(fd) + 1);
+    } catch (const std::bad_alloc&) {
+      (void)control(EPOLL_CTL_DEL, fd, 0);
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("epoll engine: no memory to watch fd %d", fd));
+    }
+  }
   fds_[fd] = FdState{ctx, interest, true, true};
   return absl::OkStatus();
 }
@@ -103,46 +121,20 @@ absl::Status EpollEngine::remove(int fd) {
   return control(EPOLL_CTL_DEL, fd, 0);
 }
 
-absl::StatusOr<int> EpollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* out) {
-  int n = sys::epollWait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
-  if (n < 0) {
-    const int err = errno;
-    out->clear();
-    if (err == EINTR) return 0;
-    return absl::ErrnoToStatus(err, "epoll_wait");
-  }
-  // Written in place: no per-event capacity checks on the loop's hot path.
-  if (out->size() != static_cast<size_t>(n)) out->resize(static_cast<size_t>(n));
-  ReadyEvent* ready = out->data();
-  FdState* fds = fds_.data();
-  const bool oneshot = mode_ == EpollMode::kOneshot;
-  for (int i = 0; i < n; ++i) {
-    const int fd = events_[i].data.fd;
-    FdState& s = fds[fd];
-    if (oneshot) s.armed = false;
-    ready[i] = ReadyEvent{fd, events_[i].events, s.ctx};
-  }
-  // A full array may have left ready fds behind; make room for them next time.
-  if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
-  return n;
-}
-
-// After an fd's events were handled (dispatch() and rearm()): re-arms it with the interest it has
-// now, unless it was removed, re-armed already by modify(), or has no interest left. control()
-// written out: this runs once per event in oneshot mode.
-__attribute__((always_inline)) inline void EpollEngine::rearmAfterDispatch(int fd) {
+// After an fd's events were handled: re-arms it with the interest it has now, unless it was
+// removed, re-armed already by modify(), or has no interest left. False when the re-arm failed.
+// control() written out: this runs once per event in oneshot mode.
+__attribute__((always_inline)) inline bool EpollEngine::rearmAfterDispatch(int fd) {
   // fds_ may have grown while the fd's events were handled: index it afresh.
   FdState& s = fds_[fd];
-  if (!s.registered || s.armed || s.interest == 0) return;
+  if (!s.registered || s.armed || s.interest == 0) return true;
   epoll_event ev;
   ev.events = s.interest | EPOLLONESHOT;
   ev.data.fd = fd;
   ctl_calls_.add();
-  if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
-    LOG_ERROR("epoll engine: rearm of fd %d failed: %s", fd, std::strerror(errno));
-    return;
-  }
+  if (__builtin_expect(sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0, 0)) return false;
   s.armed = true;
+  return true;
 }
 
 absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
@@ -161,30 +153,24 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
       const int fd = events[i].data.fd;
       if (fd < 0) continue;  // removed while this batch was handled
       fds_[fd].armed = false;
-      fn(fds_[fd].ctx, events[i].events, arg);
-      rearmAfterDispatch(fd);
+      fn(fds_[fd].ctx, fd, events[i].events, arg);
+      if (!rearmAfterDispatch(fd)) {
+        // The fd would never be reported again: its handler must know (and close it, or retry).
+        const int err = errno;
+        LOG_WARN("epoll engine: re-arming fd %d failed: %s", fd, std::strerror(err));
+        fn(fds_[fd].ctx, fd, kEventFailed, arg);
+      }
     }
   } else {
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
-      if (fd >= 0) fn(fds_[fd].ctx, events[i].events, arg);
+      if (fd >= 0) fn(fds_[fd].ctx, fd, events[i].events, arg);
     }
   }
   batch_size_ = 0;
   // A full array may have left ready fds behind; make room for them next time.
   if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
   return n;
-}
-
-void EpollEngine::rearm(int fd, uint32_t interest, void* ctx) {
-  if (mode_ != EpollMode::kOneshot || fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return;
-  FdState& s = fds_[fd];
-  // Armed already: modify() ran while the events were handled. Interest 0: nothing to wait for,
-  // the next modify() arms it.
-  if (!s.registered || s.armed || interest == 0) return;
-  s.ctx = ctx;
-  s.interest = interest;
-  rearmAfterDispatch(fd);
 }
 
 }  // namespace plexus::detail

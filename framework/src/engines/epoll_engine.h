@@ -18,39 +18,30 @@ class EpollEngine final : public Engine {
   // Use create(): epoll_create1 can fail.
   static absl::StatusOr<std::unique_ptr<EpollEngine>> create(EpollMode mode = EpollMode::kOneshot);
   ~EpollEngine() override;
-  EpollEngine(const EpollEngine&) = delete;
-  EpollEngine& operator=(const EpollEngine&) = delete;
 
-  std::string_view name() const override { return "epoll"; }
-  std::string description() const override;
-
+  std::string_view name() const override { return name_; }
   absl::Status add(int fd, uint32_t interest, void* ctx) override;
   absl::Status modify(int fd, uint32_t interest, void* ctx) override;
   absl::Status remove(int fd) override;
-  absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
   absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override;
-  void rearm(int fd, uint32_t interest, void* ctx) override;
-  bool needsRearm() const override { return mode_ == EpollMode::kOneshot; }
-  bool edgeTriggered() const override { return mode_ == EpollMode::kEdge; }
 
   EpollMode mode() const { return mode_; }
-  // How many epoll_ctl calls this engine has made; lets tests check that rearm() skips redundant ones.
-  uint64_t ctlCalls() const { return controlCalls(); }
 
  private:
   struct FdState {
     void* ctx = nullptr;
     uint32_t interest = 0;
     bool registered = false;
-    bool armed = false;  // oneshot: false once wait() reported the fd, until modify()/rearm()
+    bool armed = false;  // oneshot: false once reported, until modify() or dispatch() re-arms it
   };
 
   EpollEngine(int epfd, EpollMode mode);
   absl::Status control(int op, int fd, uint32_t interest);
-  void rearmAfterDispatch(int fd);
+  bool rearmAfterDispatch(int fd);
 
   const int epfd_;
   const EpollMode mode_;
+  const std::string name_;  // "epoll (oneshot)"
   std::vector<epoll_event> events_;
   int batch_size_ = 0;  // events_ being dispatched; remove() marks the fd's ones with data.fd -1
   std::vector<FdState> fds_;  // indexed by fd

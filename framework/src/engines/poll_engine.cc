@@ -1,6 +1,7 @@
 #include "engines/poll_engine.h"
 
 #include <cerrno>
+#include <new>
 
 #include "absl/strings/str_format.h"
 
@@ -12,6 +13,12 @@ static_assert(kEventWrite == POLLOUT);
 static_assert(kEventError == POLLERR);
 static_assert(kEventHangup == POLLHUP);
 static_assert(kEventReadHangup == POLLRDHUP);
+static_assert((kEventFailed & (POLLNVAL | POLLRDNORM | POLLRDBAND | POLLWRNORM | POLLWRBAND |
+                               POLLMSG | POLLREMOVE | POLLRDHUP)) == 0);
+
+absl::StatusOr<std::unique_ptr<Engine>> makePollEngine(const EngineOptions&) {
+  return std::make_unique<PollEngine>();
+}
 
 int PollEngine::indexOf(int fd) const {
   if (fd < 0 || static_cast<size_t>(fd) >= index_.size()) return -1;
@@ -23,7 +30,16 @@ absl::Status PollEngine::add(int fd, uint32_t interest, void* ctx) {
   if (indexOf(fd) >= 0) {
     return absl::AlreadyExistsError(absl::StrFormat("poll engine: fd %d is already registered", fd));
   }
-  if (static_cast<size_t>(fd) >= index_.size()) index_.resize(static_cast<size_t>(fd) + 1, -1);
+  // The set grows by one entry in each vector: if memory runs out, the fd stays unregistered and
+  // the caller closes it, like any other failed registration.
+  try {
+    if (static_cast<size_t>(fd) >= index_.size()) index_.resize(static_cast<size_t>(fd) + 1, -1);
+    pollfds_.reserve(pollfds_.size() + 1);
+    ctxs_.reserve(ctxs_.size() + 1);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("poll engine: no memory to watch fd %d", fd));
+  }
   index_[fd] = static_cast<int>(pollfds_.size());
   pollfds_.push_back(pollfd{fd, static_cast<short>(interest), 0});
   ctxs_.push_back(ctx);
@@ -51,27 +67,29 @@ absl::Status PollEngine::remove(int fd) {
   pollfds_.pop_back();
   ctxs_.pop_back();
   index_[fd] = -1;
-  forgetPending(fd);
+  batch_.forget(fd);
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> PollEngine::wait(int timeout_ms, std::vector<ReadyEvent>* out) {
-  out->clear();
+absl::StatusOr<int> PollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
   int n = ::poll(pollfds_.data(), pollfds_.size(), timeout_ms);
   if (n < 0) {
     if (errno == EINTR) return 0;
     return absl::ErrnoToStatus(errno, "poll");
   }
-  out->reserve(static_cast<size_t>(n));
-  for (size_t i = 0; i < pollfds_.size() && static_cast<int>(out->size()) < n; ++i) {
+  // Collected first: handlers add and remove fds, which reorders pollfds_.
+  batch_.clear();
+  for (size_t i = 0; i < pollfds_.size() && batch_.size() < n; ++i) {
     const auto revents = static_cast<uint32_t>(static_cast<unsigned short>(pollfds_[i].revents));
     if (revents == 0) continue;
     // POLLNVAL (fd not open) has no kEvent* bit of its own: report it as an error.
     uint32_t events = revents & ~static_cast<uint32_t>(POLLNVAL);
     if (revents & POLLNVAL) events |= kEventError;
-    out->push_back(ReadyEvent{pollfds_[i].fd, events, ctxs_[i]});
+    batch_.push(pollfds_[i].fd, events, ctxs_[i]);
   }
-  return static_cast<int>(out->size());
+  const int ready = batch_.size();
+  batch_.dispatch(fn, arg);
+  return ready;
 }
 
 }  // namespace plexus::detail

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engines/ready_batch.h"
 #include "plexus/engine.h"
 
 namespace plexus::detail {
@@ -14,15 +15,12 @@ namespace plexus::detail {
 class PollEngine final : public Engine {
  public:
   PollEngine() = default;
-  PollEngine(const PollEngine&) = delete;
-  PollEngine& operator=(const PollEngine&) = delete;
 
   std::string_view name() const override { return "poll"; }
-
   absl::Status add(int fd, uint32_t interest, void* ctx) override;
   absl::Status modify(int fd, uint32_t interest, void* ctx) override;
   absl::Status remove(int fd) override;
-  absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
+  absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override;
 
  private:
   int indexOf(int fd) const;
@@ -31,6 +29,7 @@ class PollEngine final : public Engine {
   std::vector<pollfd> pollfds_;
   std::vector<void*> ctxs_;
   std::vector<int> index_;
+  ReadyBatch batch_;
 };
 
 }  // namespace plexus::detail

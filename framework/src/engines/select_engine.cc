@@ -8,6 +8,10 @@
 
 namespace plexus::detail {
 
+absl::StatusOr<std::unique_ptr<Engine>> makeSelectEngine(const EngineOptions&) {
+  return std::make_unique<SelectEngine>();
+}
+
 SelectEngine::SelectEngine() {
   FD_ZERO(&read_set_);
   FD_ZERO(&write_set_);
@@ -59,13 +63,12 @@ absl::Status SelectEngine::remove(int fd) {
   setInterest(fd, 0);
   registered_[fd] = false;
   ctxs_[fd] = nullptr;
-  forgetPending(fd);
+  batch_.forget(fd);
   while (max_fd_ >= 0 && !registered_[max_fd_]) --max_fd_;
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> SelectEngine::wait(int timeout_ms, std::vector<ReadyEvent>* out) {
-  out->clear();
+absl::StatusOr<int> SelectEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
   // select() overwrites its sets: hand it copies.
   fd_set rfds = read_set_;
   fd_set wfds = write_set_;
@@ -83,6 +86,8 @@ absl::StatusOr<int> SelectEngine::wait(int timeout_ms, std::vector<ReadyEvent>* 
     return absl::ErrnoToStatus(errno, "select");
   }
   // n counts set bits, so an fd both readable and writable counts twice; scan every registered fd.
+  // Collected first: handlers add and remove fds while the batch is handled.
+  batch_.clear();
   for (int fd = 0; fd <= max_fd_ && n > 0; ++fd) {
     if (!registered_[fd]) continue;
     uint32_t events = 0;
@@ -91,9 +96,11 @@ absl::StatusOr<int> SelectEngine::wait(int timeout_ms, std::vector<ReadyEvent>* 
     if (FD_ISSET(fd, &wfds)) events |= kEventWrite;
     if (FD_ISSET(fd, &efds)) events |= kEventPriority;
     if (events == 0) continue;
-    out->push_back(ReadyEvent{fd, events, ctxs_[fd]});
+    batch_.push(fd, events, ctxs_[fd]);
   }
-  return static_cast<int>(out->size());
+  const int ready = batch_.size();
+  batch_.dispatch(fn, arg);
+  return ready;
 }
 
 }  // namespace plexus::detail

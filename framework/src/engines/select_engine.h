@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engines/ready_batch.h"
 #include "plexus/engine.h"
 
 namespace plexus::detail {
@@ -16,16 +17,12 @@ namespace plexus::detail {
 class SelectEngine final : public Engine {
  public:
   SelectEngine();
-  SelectEngine(const SelectEngine&) = delete;
-  SelectEngine& operator=(const SelectEngine&) = delete;
 
   std::string_view name() const override { return "select"; }
-
   absl::Status add(int fd, uint32_t interest, void* ctx) override;
   absl::Status modify(int fd, uint32_t interest, void* ctx) override;
   absl::Status remove(int fd) override;
-  absl::StatusOr<int> wait(int timeout_ms, std::vector<ReadyEvent>* out) override;
-  int maxFd() const override { return FD_SETSIZE; }
+  absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override;
 
  private:
   absl::Status checkRange(int fd) const;
@@ -37,6 +34,7 @@ class SelectEngine final : public Engine {
   int max_fd_ = -1;    // highest registered fd
   std::array<bool, FD_SETSIZE> registered_{};
   std::array<void*, FD_SETSIZE> ctxs_{};
+  ReadyBatch batch_;
 };
 
 }  // namespace plexus::detail
