@@ -211,6 +211,10 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
         absl::StrFormat("unknown epoll mode '%s' (known: oneshot, level, edge)", mode));
   }
   config.server.engine.epoll_mode = *epoll_mode;
+  if (engine != "epoll" && !vm["epoll-mode"].defaulted()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--epoll-mode applies to --engine epoll only (the %s engine has no modes)", engine));
+  }
 
   const std::string balance = get("balance");
   if (balance == "round-robin") {

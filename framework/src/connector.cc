@@ -28,7 +28,7 @@ void Connector::start() {
 }
 
 void Connector::startInLoop() {
-  if (active_) return;
+  if (active_ || fd_ >= 0) return;  // connecting already
   active_ = true;
   attempts_ = 0;
   backoff_ = options_.initial_backoff;
@@ -38,6 +38,8 @@ void Connector::startInLoop() {
 void Connector::restartAfterBackoff() {
   loop_->assertInLoopThread();
   active_ = true;
+  // An attempt in flight, or one already scheduled, goes on: never two at once.
+  if (fd_ >= 0 || retry_timer_.valid()) return;
   attempts_ = 0;
   scheduleRetry();
 }
@@ -142,7 +144,7 @@ void Connector::scheduleRetry() {
   retry_timer_ = loop_->runAfter(delay, [weak] {
     if (auto self = weak.lock()) {
       self->retry_timer_ = TimerId{};
-      if (self->active_) self->attempt();
+      if (self->active_ && self->fd_ < 0) self->attempt();
     }
   });
 }

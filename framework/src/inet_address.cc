@@ -66,6 +66,12 @@ absl::StatusOr<InetAddress> InetAddress::fromIp(std::string_view ip, uint16_t po
 absl::StatusOr<InetAddress> InetAddress::resolve(std::string_view host, uint16_t port) {
   if (auto ip = fromIp(host, port); ip.ok()) return ip;
   std::string h(host);
+  // getaddrinfo also takes inet_aton's shorthands ("1.2.3" is 1.2.0.3, "127.1", hex and octal
+  // parts), which are almost always typos: an address must be a whole dotted quad.
+  if (in_addr legacy{}; ::inet_aton(h.c_str(), &legacy) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "'%s' is not an IPv4 address in dotted-quad form (like 127.0.0.1)", host));
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

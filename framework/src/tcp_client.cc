@@ -73,7 +73,7 @@ void TcpClient::connect() {
     if (alive.expired()) return;
     shared_callbacks_ = callbacks;
     connect_wanted_ = true;
-    connector_->start();
+    if (connection() == nullptr) connector_->start();  // else connected already
   });
 }
 

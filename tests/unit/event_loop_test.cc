@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "support/faulty_engine.h"
 #include "support/test_util.h"
 
 namespace plexus {
@@ -304,6 +306,71 @@ TEST(EventLoopTest, IterationsAdvance) {
   const uint64_t before = lt.loop()->iterations();
   for (int i = 0; i < 3; ++i) lt.runSync([] {});
   EXPECT_TRUE(lt.loop()->iterations() > before);
+}
+
+// A failing wait must not make the loop spin: it pauses (1, 2, 4 ms...) and tries again; once the
+// wait works again the loop serves as before.
+TEST(EventLoopTest, FailingWaitBacksOffThenRecovers) {
+  auto made = makeEngine(EngineOptions{});
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto engine = std::make_unique<testing::FaultyEngine>(*std::move(made));
+  testing::FaultyEngine* faulty = engine.get();
+  faulty->fail_waits.store(3);
+  EventLoop loop(std::move(engine));
+  bool failure_reported = false;
+  loop.setFailureCallback([&](const absl::Status&) { failure_reported = true; });
+  // A timer fires only through a wait that works.
+  loop.runAfter(Duration::zero(), [&] { loop.quit(); });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(loop.run().ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1 + 2 + 4));
+  EXPECT_FALSE(failure_reported);
+  EXPECT_FALSE(loop.failed());
+  EXPECT_EQ(loop.stats().wait_failures, 3u);
+  EXPECT_LE(faulty->dispatch_calls.load(), 6);
+}
+
+// A wait that keeps failing: after kMaxWaitFailures tries (about half a second of pauses) the loop
+// gives up on its engine, says so once through the failure callback, still runs the work other
+// threads queue, and run() returns the error after quit().
+TEST(EventLoopTest, PersistentWaitFailureStopsTheLoopWithAnError) {
+  auto made = makeEngine(EngineOptions{});
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto engine = std::make_unique<testing::FaultyEngine>(*std::move(made));
+  testing::FaultyEngine* faulty = engine.get();
+  faulty->fail_waits.store(-1);
+  EventLoop* loop_ptr = nullptr;
+  absl::Notification ready;
+  absl::Notification failed;
+  absl::Status reported;
+  absl::Status returned;
+  int reports = 0;
+  std::thread t([&] {
+    EventLoop loop(std::move(engine));
+    loop_ptr = &loop;
+    loop.setFailureCallback([&](const absl::Status& why) {
+      ++reports;
+      reported = why;
+      failed.Notify();
+    });
+    loop.queueInLoop([&] { ready.Notify(); });
+    returned = loop.run();
+  });
+  ready.WaitForNotification();
+  ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(loop_ptr->failed());
+  EXPECT_EQ(faulty->dispatch_calls.load(), EventLoop::kMaxWaitFailures);
+  // Queued work still runs (a server closes the failed loop's connections this way).
+  absl::Notification ran;
+  loop_ptr->queueInLoop([&] { ran.Notify(); });
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  loop_ptr->quit();
+  t.join();
+  EXPECT_EQ(reports, 1);
+  EXPECT_FALSE(returned.ok());
+  EXPECT_EQ(returned, reported);
+  EXPECT_NE(returned.message().find("injected: epoll_wait"), std::string::npos) << returned;
+  EXPECT_EQ(faulty->dispatch_calls.load(), EventLoop::kMaxWaitFailures);  // never again
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 
 #include "plexus/event_loop_thread_pool.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <set>
@@ -107,6 +109,31 @@ TEST(EventLoopThreadTest, OtherEnginesByName) {
     runSync(*loop, [&] { description = std::string((*loop)->engine().name()); });
     EXPECT_EQ(description.rfind(name, 0), 0u) << description;  // "epoll (oneshot)" for epoll
   }
+}
+
+// Regression: start() kept its first failure for good. A start() that failed because the engine
+// could not be made (no fds left) succeeds once fds are available again.
+TEST(EventLoopThreadTest, StartAgainAfterAFailedStart) {
+  EventLoopThread t;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // No fd number left below the limit: epoll_create1 fails with EMFILE.
+  const int lowest_free = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  absl::StatusOr<EventLoop*> first = t.start();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.status().message().find("epoll_create1"), std::string::npos) << first.status();
+
+  absl::StatusOr<EventLoop*> second = t.start();
+  ASSERT_TRUE(second.ok()) << second.status();
+  bool ran = false;
+  runSync(*second, [&] { ran = (*second)->isInLoopThread(); });
+  EXPECT_TRUE(ran);
 }
 
 TEST(EventLoopThreadTest, UnknownEngineFailsStart) {

@@ -86,6 +86,22 @@ TEST(InetAddressTest, ParseErrors) {
   }
 }
 
+// Regression: "1.2.3:80" was taken the inet_aton way, as 1.2.0.3. Shorthand, hex and octal forms of
+// an IPv4 address are refused with a message saying what is expected.
+TEST(InetAddressTest, InetAtonShorthandsAreRefused) {
+  for (const char* text : {"1.2.3:80", "127.1:80", "0x7f.1:80", "1:80", "017.0.0.1:80"}) {
+    absl::StatusOr<InetAddress> a = InetAddress::parse(text);
+    EXPECT_FALSE(a.ok()) << "'" << text << "' parsed as " << a->toIpPort();
+    if (!a.ok()) {
+      EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << text;
+      EXPECT_NE(a.status().message().find("dotted-quad"), std::string::npos) << a.status();
+    }
+  }
+  absl::StatusOr<InetAddress> ok = InetAddress::parse("1.2.0.3:80");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->toIpPort(), "1.2.0.3:80");
+}
+
 TEST(InetAddressTest, UnresolvableHostIsNotFound) {
   absl::StatusOr<InetAddress> a = InetAddress::parse("no-such-host.invalid:80");
   ASSERT_FALSE(a.ok());

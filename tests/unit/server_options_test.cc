@@ -87,7 +87,7 @@ TEST(ServerOptionsTest, EveryOption) {
                            "--threads",
                            "3",
                            "--engine",
-                           "poll",
+                           "epoll",
                            "--epoll-mode",
                            "edge",
                            "--balance",
@@ -116,7 +116,7 @@ TEST(ServerOptionsTest, EveryOption) {
                            "debug"});
   EXPECT_EQ(c.server.listen_address.toIpPort(), "0.0.0.0:7001");
   EXPECT_EQ(c.server.threads, 3);
-  EXPECT_EQ(c.server.engine.name, "poll");
+  EXPECT_EQ(c.server.engine.name, "epoll");
   EXPECT_EQ(c.server.engine.epoll_mode, EpollMode::kEdge);
   EXPECT_EQ(c.server.balance, LoadBalance::kLeastConnections);
   EXPECT_EQ(c.plugin, "/x/y.so");
@@ -187,6 +187,10 @@ TEST(ServerOptionsTest, BadValues) {
   EXPECT_EQ(error({"--engine", "foo"}), "unknown engine 'foo' (known: epoll, poll, select)");
   EXPECT_EQ(error({"--epoll-mode", "sometimes"}),
             "unknown epoll mode 'sometimes' (known: oneshot, level, edge)");
+  // A mode for an engine that has none was accepted silently.
+  EXPECT_EQ(error({"--engine", "select", "--epoll-mode", "level"}),
+            "--epoll-mode applies to --engine epoll only (the select engine has no modes)");
+  EXPECT_EQ(config({"--engine", "poll"}).server.engine.name, "poll");
   EXPECT_EQ(error({"--balance", "random"}),
             "unknown balance 'random' (known: round-robin, least-connections)");
   EXPECT_EQ(error({"--port", "0"}), "invalid port '0' (expected 1-65535)");

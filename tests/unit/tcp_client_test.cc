@@ -378,6 +378,59 @@ TEST_F(TcpClientTest, ReconnectsAfterServerCloses) {
   server_conn.reset();
 }
 
+// Regression: connect(), disconnect() and stop() from another thread queue work that captured the
+// client; a client destroyed on its loop before that work ran left it pointing at freed memory
+// (AddressSanitizer: heap-use-after-free). The queued work must see the client is gone.
+TEST_F(TcpClientTest, DestroyedOnItsLoopWithWorkStillQueued) {
+  std::atomic<int> server_ups{0};
+  ServerHarness server(echoServerOptions(), [&](TcpServer& s) {
+    s.setConnectionCallback([&](const TcpConnectionPtr& c) {
+      if (c->connected()) server_ups.fetch_add(1);
+    });
+  });
+  ASSERT_TRUE(server.status().ok());
+  makeClient(server.address());
+  absl::Notification in_task;
+  absl::Notification queued;
+  loop_->queueInLoop([&] {
+    in_task.Notify();
+    queued.WaitForNotification();
+    client_.reset();  // on the loop thread, with the calls below still queued behind this task
+  });
+  ASSERT_TRUE(in_task.WaitForNotificationWithTimeout(kWait));
+  client_->connect();
+  client_->disconnect();
+  client_->stop();
+  queued.Notify();
+  runSync([] {});  // the queued calls have run (and found the client gone)
+  EXPECT_EQ(client_, nullptr);
+  EXPECT_EQ(ups(), 0);
+  EXPECT_EQ(server_ups.load(), 0);
+}
+
+// Regression (ThreadSanitizer): connect() from another thread wrote the callbacks the loop thread
+// reads while it reconnects. The loop thread now takes the snapshot itself.
+TEST_F(TcpClientTest, ConnectFromAnotherThreadWhileReconnecting) {
+  ServerHarness server(echoServerOptions(), [&](TcpServer& s) {
+    s.setConnectionCallback([&](const TcpConnectionPtr& c) {
+      if (c->connected()) c->forceClose();  // every connection ends at once: the client reconnects
+    });
+  });
+  ASSERT_TRUE(server.status().ok());
+  TcpClientOptions o;
+  o.reconnect = true;
+  o.initial_backoff = milliseconds(1);
+  o.max_backoff = milliseconds(1);
+  makeClient(server.address(), o);
+  client_->connect();
+  for (int i = 0; i < 50; ++i) {
+    client_->connect();
+    ASSERT_TRUE(events_.waitUps(i + 2));
+  }
+  client_->stop();
+  destroyClient();
+}
+
 // The connect timeout, with a listener whose accept queue is full: Linux then drops new SYNs, so a
 // connect stays in progress (SYN retransmits 1 s apart) well past a short timeout.
 TEST_F(TcpClientTest, ConnectTimeout) {

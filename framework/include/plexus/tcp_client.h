@@ -53,6 +53,7 @@ class TcpClient : private ConnectionOwner {
     connect_error_ = std::move(cb);
   }
 
+  // Starts connecting; does nothing while connected or connecting already.
   void connect();
   // Shuts down the write side of the current connection (graceful); no reconnect afterwards.
   void disconnect();
