@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <ostream>
 
 #include "gtest/gtest.h"
 #include "plexus/buffer.h"
@@ -81,6 +82,9 @@ struct Case {
   EpollMode mode;
   size_t size;
 };
+
+// So that gtest names the case instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class SteadyEchoAllocationTest : public ::testing::TestWithParam<Case> {};
 

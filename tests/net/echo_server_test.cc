@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <random>
+#include <ostream>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -34,6 +36,13 @@ std::string paramName(const ::testing::TestParamInfo<Param>& info) {
   std::string name = info.param.engine;
   if (name == "epoll") name += "_" + std::string(epollModeName(info.param.mode));
   return name + "_" + std::to_string(info.param.threads) + "threads";
+}
+
+// So that gtest names the case instead of dumping its bytes.
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << p.engine;
+  if (p.engine == "epoll") *os << " (" << epollModeName(p.mode) << ")";
+  *os << ", " << p.threads << (p.threads == 1 ? " thread" : " threads");
 }
 
 class EchoServerTest : public ::testing::TestWithParam<Param> {

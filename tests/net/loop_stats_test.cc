@@ -51,7 +51,7 @@ Pingpong runPingpong(EpollMode mode, int connections, int rounds) {
   for (EventLoop* loop : h.server().loops()) {
     absl::Notification idle;
     loop->queueInLoop([&] { idle.Notify(); });
-    idle.WaitForNotification();
+    testing::awaitOrAbort(idle, "a sub-loop did not run a queued task");
   }
   LoopStats after;
   h.runSync([&] { after = h.server().stats(); });

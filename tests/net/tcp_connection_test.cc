@@ -63,7 +63,7 @@ class FaultyServer {
       ready.Notify();
       if (status_.ok()) run_status_ = loop.run();
     });
-    ready.WaitForNotification();
+    testing::awaitOrAbort(ready, "FaultyServer: the server did not start");
   }
   ~FaultyServer() {
     if (status_.ok()) loop_->quit();

@@ -36,7 +36,8 @@ void ServerHarness::runSync(const std::function<void()>& f) { testing::runSync(l
 void ServerHarness::stop(Duration grace) {
   absl::Notification stopped;
   loop_->runInLoop([&] { server_->stop(grace, [&] { stopped.Notify(); }); });
-  stopped.WaitForNotification();
+  awaitOrAbort(stopped, "ServerHarness::stop: the server did not finish stopping",
+               std::chrono::duration_cast<milliseconds>(grace) + milliseconds(30000));
 }
 
 void installEcho(TcpServer& server) {

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 
 namespace plexus::testing {
 
@@ -103,7 +106,15 @@ void runSync(EventLoop* loop, const std::function<void()>& f) {
     f();
     done.Notify();
   });
-  done.WaitForNotification();
+  awaitOrAbort(done, "runSync: the loop did not run the task");
+}
+
+void awaitOrAbort(absl::Notification& n, std::string_view what, milliseconds timeout) {
+  if (n.WaitForNotificationWithTimeout(absl::FromChrono(timeout))) return;
+  std::fprintf(stderr, "test gave up after %lld ms waiting: %.*s\n",
+               static_cast<long long>(timeout.count()), static_cast<int>(what.size()), what.data());
+  std::fflush(stderr);
+  std::abort();
 }
 
 uint16_t freePort() {

@@ -11,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "support/faulty_engine.h"
@@ -37,7 +36,7 @@ class LoopOnThread {
       // wakeup when run() returns (see QuitFromOtherThreadWhileLoopIsBusy below).
       may_destroy_.WaitForNotification();
     });
-    ready.WaitForNotification();
+    testing::awaitOrAbort(ready, "LoopOnThread: the loop did not start");
   }
   ~LoopOnThread() {
     if (thread_.joinable()) {
@@ -161,7 +160,7 @@ TEST(EventLoopTest, ManyProducersEachTaskRunsOnceInOrder) {
   std::vector<int> runs(kProducers * kTasks, 0);
   std::atomic<int> off_thread{0};
   std::atomic<int> out_of_order{0};
-  absl::BlockingCounter all_ran(kProducers * kTasks);
+  testing::Latch all_ran(kProducers * kTasks);
 
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
@@ -172,7 +171,7 @@ TEST(EventLoopTest, ManyProducersEachTaskRunsOnceInOrder) {
           if (next[p] != i) out_of_order.fetch_add(1);
           next[p] = i + 1;
           ++runs[p * kTasks + i];
-          all_ran.DecrementCount();
+          all_ran.countDown();
         };
         // Both entry points queue from a foreign thread.
         if (i % 2 == 0) {
@@ -184,7 +183,7 @@ TEST(EventLoopTest, ManyProducersEachTaskRunsOnceInOrder) {
     });
   }
   for (auto& t : producers) t.join();
-  all_ran.Wait();
+  ASSERT_TRUE(all_ran.waitFor()) << "queued tasks did not all run";
 
   int wrong = 0;
   lt.runSync([&] {
@@ -254,11 +253,13 @@ TEST(EventLoopTest, QuitFromOtherThreadStopsRun) {
 // Regression: quit() from another thread stores quit_ and then wakes the loop. A busy loop can see
 // quit_, return from run() and be destroyed by its owner while quit() is still inside the wakeup;
 // the destructor now waits for it (both hold the loop's mutex). Under TSan
-// (-DPLEXUS_SANITIZE=thread) the old code reported a race between ~EventLoop and quit().
+// (-DPLEXUS_SANITIZE=thread) the old code reported a race between ~EventLoop and quit(). Each
+// round must end: run() returns OK and the thread finishes within a bounded wait.
 TEST(EventLoopTest, QuitFromOtherThreadWhileLoopIsBusy) {
   for (int round = 0; round < 20; ++round) {
     EventLoop* loop = nullptr;
     absl::Notification running;
+    absl::Notification finished;
     std::thread t([&] {
       EventLoop own;
       loop = &own;
@@ -269,9 +270,11 @@ TEST(EventLoopTest, QuitFromOtherThreadWhileLoopIsBusy) {
         spin();
       });
       EXPECT_TRUE(own.run().ok());
+      finished.Notify();
     });
-    running.WaitForNotification();
+    testing::awaitOrAbort(running, "the busy loop did not start");
     loop->quit();
+    testing::awaitOrAbort(finished, "quit() from another thread did not stop a busy loop");
     t.join();
   }
 }
@@ -356,7 +359,7 @@ TEST(EventLoopTest, PersistentWaitFailureStopsTheLoopWithAnError) {
     loop.queueInLoop([&] { ready.Notify(); });
     returned = loop.run();
   });
-  ready.WaitForNotification();
+  testing::awaitOrAbort(ready, "the loop did not start");
   ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(loop_ptr->failed());
   EXPECT_EQ(faulty->dispatch_calls.load(), EventLoop::kMaxWaitFailures);

@@ -394,7 +394,7 @@ TEST_F(TcpClientTest, DestroyedOnItsLoopWithWorkStillQueued) {
   absl::Notification queued;
   loop_->queueInLoop([&] {
     in_task.Notify();
-    queued.WaitForNotification();
+    testing::awaitOrAbort(queued, "the test thread did not queue its calls");
     client_.reset();  // on the loop thread, with the calls below still queued behind this task
   });
   ASSERT_TRUE(in_task.WaitForNotificationWithTimeout(kWait));

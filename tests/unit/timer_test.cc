@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "plexus/event_loop.h"
@@ -80,26 +79,26 @@ TEST_F(TimerTest, CallbackRunsOnLoopThread) {
 }
 
 TEST_F(TimerTest, ZeroAndNegativeDelaysFire) {
-  absl::BlockingCounter fired(2);
-  loop_->runAfter(Duration::zero(), [&] { fired.DecrementCount(); });
-  loop_->runAfter(-milliseconds(5), [&] { fired.DecrementCount(); });
-  fired.Wait();
+  testing::Latch fired(2);
+  loop_->runAfter(Duration::zero(), [&] { fired.countDown(); });
+  loop_->runAfter(-milliseconds(5), [&] { fired.countDown(); });
+  ASSERT_TRUE(fired.waitFor()) << "not every timer fired";
 }
 
 TEST_F(TimerTest, FireInDeadlineOrder) {
   const std::vector<int> delays_ms = {50, 10, 40, 20, 30, 0, 45, 5};
   std::vector<int> order;  // loop thread only
-  absl::BlockingCounter fired(static_cast<int>(delays_ms.size()));
+  testing::Latch fired(static_cast<int>(delays_ms.size()));
   // Added on the loop thread, so the creation times are (nearly) equal.
   runSync([&] {
     for (int d : delays_ms) {
       loop_->runAfter(milliseconds(d), [&, d] {
         order.push_back(d);
-        fired.DecrementCount();
+        fired.countDown();
       });
     }
   });
-  fired.Wait();
+  ASSERT_TRUE(fired.waitFor()) << "not every timer fired";
   std::vector<int> sorted = delays_ms;
   std::sort(sorted.begin(), sorted.end());
   runSync([&] { EXPECT_EQ(order, sorted); });
@@ -107,16 +106,16 @@ TEST_F(TimerTest, FireInDeadlineOrder) {
 
 TEST_F(TimerTest, CloseDeadlinesFireInCreationOrder) {
   std::vector<int> order;
-  absl::BlockingCounter fired(5);
+  testing::Latch fired(5);
   runSync([&] {
     for (int i = 0; i < 5; ++i) {
       loop_->runAfter(milliseconds(5), [&, i] {
         order.push_back(i);
-        fired.DecrementCount();
+        fired.countDown();
       });
     }
   });
-  fired.Wait();
+  ASSERT_TRUE(fired.waitFor()) << "not every timer fired";
   runSync([&] { EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4})); });
 }
 
@@ -261,7 +260,7 @@ TEST_F(TimerTest, TimerIdsAreDistinct) {
 TEST_F(TimerTest, TimersAddedFromManyThreads) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 250;
-  absl::BlockingCounter fired(kThreads * kPerThread);
+  testing::Latch fired(kThreads * kPerThread);
   std::atomic<int> off_loop{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -270,28 +269,28 @@ TEST_F(TimerTest, TimersAddedFromManyThreads) {
       for (int i = 0; i < kPerThread; ++i) {
         loop_->runAfter(milliseconds(rng() % 20), [&] {
           if (!loop_->isInLoopThread()) ++off_loop;
-          fired.DecrementCount();
+          fired.countDown();
         });
       }
     });
   }
   for (auto& t : threads) t.join();
-  fired.Wait();
+  ASSERT_TRUE(fired.waitFor()) << "not every timer fired";
   EXPECT_EQ(off_loop.load(), 0);
 }
 
 TEST_F(TimerTest, TenThousandTimersAllFireOnce) {
   constexpr int kTimers = 10000;
   std::vector<int> runs(kTimers, 0);  // loop thread only
-  absl::BlockingCounter fired(kTimers);
+  testing::Latch fired(kTimers);
   std::mt19937 rng(42);
   for (int i = 0; i < kTimers; ++i) {
     loop_->runAfter(std::chrono::microseconds(rng() % 50000), [&, i] {
       ++runs[i];
-      fired.DecrementCount();
+      fired.countDown();
     });
   }
-  fired.Wait();
+  ASSERT_TRUE(fired.waitFor()) << "not every timer fired";
   waitTimerBarrier(milliseconds(10));
   int wrong = 0;
   runSync([&] {
