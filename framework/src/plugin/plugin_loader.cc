@@ -140,9 +140,16 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
 }
 
 std::vector<std::string> defaultPluginDirs() {
-  std::vector<std::string> dirs{PLEXUS_BUILD_PLUGIN_DIR};
-  if (dirs.front() != PLEXUS_INSTALL_PLUGIN_DIR) dirs.emplace_back(PLEXUS_INSTALL_PLUGIN_DIR);
-  return dirs;
+  // The kernel's path of the running program, symlinks resolved (a program started through a link
+  // finds the plugins of the tree it really lives in). A program replaced while running reads as
+  // "PATH (deleted)": its directory is still right.
+  std::error_code ec;
+  const fs::path program = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || !program.has_parent_path()) return {};
+  const fs::path bin = program.parent_path();
+  // Compared as files (device and inode), not as strings; false when the build tree is gone.
+  if (fs::equivalent(bin, PLEXUS_BUILD_BIN_DIR, ec)) return {PLEXUS_BUILD_PLUGIN_DIR};
+  return {(bin / PLEXUS_PLUGIN_DIR_FROM_BIN).lexically_normal().string()};
 }
 
 }  // namespace plexus
