@@ -3,6 +3,9 @@
 //
 // - The installed plexus-server finds its plugins beside itself (<prefix>/lib/plexus/plugins, the
 //   lib dir named as GNUInstallDirs names it) wherever the prefix went, and never the build tree's.
+// - A plugin project outside the source tree builds against the moved prefix with
+//   find_package(plexus) and plexus_add_plugin, even when it asks for C++14, and the installed
+//   server serves it.
 //
 // Every step is a real process (cmake, plexus-server) and every check goes over a loopback socket.
 
@@ -164,6 +167,70 @@ TEST_F(RelocatedInstallTest, ServerFindsItsPluginsBesideItself) {
   const std::string binary = randomBytes(1 << 20, 91);
   EXPECT_TRUE(echo.exchange(binary) == binary) << "1 MiB of random bytes did not come back as sent";
   EXPECT_EQ(echo.stop(), 0) << echo.log();
+}
+
+// The README's recipe ("Writing a plugin"), step by step.
+TEST_F(RelocatedInstallTest, BuildsAnOutOfTreePluginAndServesIt) {
+  ASSERT_NO_FATAL_FAILURE(installAndMove());
+
+  // A copy of examples/plugin outside the source tree, so nothing can reach back into it.
+  const fs::path source = work_ / "upper";
+  fs::copy(fs::path(PLEXUS_SOURCE_DIR) / "examples" / "plugin", source,
+           fs::copy_options::recursive);
+  const fs::path build = source / "build";
+
+  std::vector<std::string> configure = {
+      PLEXUS_CMAKE_COMMAND, "-S", source.string(), "-B", build.string(),
+      "-DCMAKE_PREFIX_PATH=" + prefix_.string(),
+      // Asks for less than Plexus needs: plexus::framework must raise it to C++20.
+      "-DCMAKE_CXX_STANDARD=14",
+      // The toolchain of this build, so that the plugin matches the server.
+      "-G", PLEXUS_CMAKE_GENERATOR, "-DCMAKE_CXX_COMPILER=" PLEXUS_CXX_COMPILER,
+      "-DCMAKE_BUILD_TYPE=" PLEXUS_BUILD_TYPE};
+  if (std::string(PLEXUS_SANITIZE).size() > 0) {
+    // The installed framework is instrumented: the plugin is built with the same sanitizers.
+    const std::string flags = "-fsanitize=" PLEXUS_SANITIZE;
+    configure.push_back("-DCMAKE_CXX_FLAGS=" + flags);
+    configure.push_back("-DCMAKE_MODULE_LINKER_FLAGS=" + flags);
+  }
+  if (std::string(PLEXUS_CXX_LAUNCHER).size() > 0) {
+    configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=" PLEXUS_CXX_LAUNCHER);
+  }
+  ASSERT_NO_FATAL_FAILURE(run(configure));
+  ASSERT_NO_FATAL_FAILURE(run({PLEXUS_CMAKE_COMMAND, "--build", build.string()}));
+  ASSERT_TRUE(fs::is_regular_file(build / "upper.so"));  // NAME.so, no "lib" in front
+
+  const std::string text = "Hello, plugin World! 123\n";
+  const std::string upper = "HELLO, PLUGIN WORLD! 123\n";
+  std::string binary = randomBytes(256 * 1024, 92);
+  std::string binary_upper = binary;
+  for (char& c : binary_upper) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+
+  // By path, straight from the plugin's build directory.
+  {
+    Server s(server().string(), {"--plugin", (build / "upper.so").string()});
+    ASSERT_TRUE(s.waitListening()) << s.log();
+    EXPECT_NE(s.log().find("plugin upper"), std::string::npos) << s.log();
+    EXPECT_EQ(s.exchange(text), upper);
+    EXPECT_TRUE(s.exchange(binary) == binary_upper) << "256 KiB of random bytes came back wrong";
+    EXPECT_EQ(s.stop(), 0) << s.log();
+  }
+
+  // Installed into a prefix of its own, and found there by name through --plugin-dir. (Configured
+  // for the default prefix, /usr/local, GNUInstallDirs names the lib dir "lib".)
+  const fs::path plugin_prefix = work_ / "plugin-prefix";
+  ASSERT_NO_FATAL_FAILURE(
+      run({PLEXUS_CMAKE_COMMAND, "--install", build.string(), "--prefix", plugin_prefix.string()}));
+  const fs::path installed = plugin_prefix / "lib" / "plexus" / "plugins" / "upper.so";
+  ASSERT_TRUE(fs::is_regular_file(installed)) << installed;
+  {
+    Server s(server().string(),
+             {"--plugin", "upper", "--plugin-dir", installed.parent_path().string()});
+    ASSERT_TRUE(s.waitListening()) << s.log();
+    EXPECT_EQ(mappedPlugins(s.pid(), "upper.so"), std::vector<std::string>{installed.string()});
+    EXPECT_EQ(s.exchange(text), upper);
+    EXPECT_EQ(s.stop(), 0) << s.log();
+  }
 }
 
 }  // namespace
