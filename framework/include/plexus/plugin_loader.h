@@ -57,7 +57,11 @@ class LoadedPlugin {
 //   NotFound:           plugin 'foo' not found (searched: DIR1, DIR2)
 //   FailedPrecondition: 'PATH' is not a loadable shared object: DLERROR
 //                       'PATH' has no plexus_plugin_descriptor symbol (not a Plexus plugin)
-//                       plugin 'x' was built for plugin API version 7, this server has version 1
+//                       plugin 'x' was built for plugin API version 7, this server has version 2
+//                       plugin 'x' was built with (SIGNATURE), this server with (SIGNATURE), e.g.
+//                         (gcc 12, libstdc++ _GLIBCXX_USE_CXX11_ABI=0, std::string 8 bytes,
+//                         PluginArgs 48 bytes): another standard library, ABI or debug mode (see
+//                         PluginBuildSignature in plugin.h)
 //   InvalidArgument:    plugin 'x' rejected its arguments: WHAT
 absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
     std::string_view name_or_path, const std::vector<std::string>& plugin_dirs,
