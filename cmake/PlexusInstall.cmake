@@ -1,8 +1,11 @@
 # Installs Plexus: the framework library (as the CMake package `plexus`, target plexus::framework),
-# its public headers and the two programs. A consumer project does
+# its public headers, the two programs and the plugins (plexus_add_plugin installs those). A consumer
+# project does
 #
 #   find_package(plexus 0.1 REQUIRED)
 #   target_link_libraries(app PRIVATE plexus::framework)
+#
+# or builds a plugin with plexus_add_plugin(NAME SOURCES...) (see examples/plugin/).
 #
 # Included from the top-level CMakeLists.txt after every target is defined.
 include(GNUInstallDirs)
@@ -35,4 +38,5 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/plexusConfig.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/plexusConfig.cmake ${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/PlexusPlugin.cmake
         DESTINATION ${PLEXUS_INSTALL_CMAKE_DIR})

@@ -133,9 +133,11 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
         "how connections go to threads: round-robin or least-connections")
     ("plugin", po::value<std::string>()->default_value(defaults.plugin),
         "protocol plugin: a name (NAME.so in the plugin dirs) or a path to a .so")
-    ("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR")
-        ->default_value(defaults.plugin_dirs, toString(defaults.plugin_dirs)),
-        "where plugin names are looked for, in order (repeatable)")
+    // No default_value: the directories given add to the default ones instead of replacing them.
+    // (The help names the default after the table, where a long path is not wrapped.)
+    ("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR"),
+        "a directory to look for plugin names in, searched before the default plugin directory "
+        "(repeatable, in the order given)")
     ("plugin-arg", po::value<std::vector<std::string>>()->value_name("KEY=VALUE"),
         "argument for the plugin (repeatable; default: none)")
     ("max-connections", po::value<std::string>()->default_value("0"),
@@ -228,7 +230,21 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
 
   config.plugin = get("plugin");
   if (config.plugin.empty()) return absl::InvalidArgumentError("empty --plugin");
-  config.plugin_dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+  // The --plugin-dir directories in the order given, then the defaults (config.plugin_dirs so far);
+  // a directory named twice is searched once, at its first place.
+  std::vector<std::string> dirs;
+  if (vm.count("plugin-dir")) dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+  if (std::find(dirs.begin(), dirs.end(), std::string()) != dirs.end()) {
+    return absl::InvalidArgumentError("empty --plugin-dir");
+  }
+  dirs.insert(dirs.end(), config.plugin_dirs.begin(), config.plugin_dirs.end());
+  config.plugin_dirs.clear();
+  for (std::string& dir : dirs) {
+    if (std::find(config.plugin_dirs.begin(), config.plugin_dirs.end(), dir) ==
+        config.plugin_dirs.end()) {
+      config.plugin_dirs.push_back(std::move(dir));
+    }
+  }
   if (vm.count("plugin-arg")) {
     auto args = parsePluginArgs(vm["plugin-arg"].as<std::vector<std::string>>());
     if (!args.ok()) return args.status();
@@ -350,7 +366,9 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
 
   if (vm.count("help")) {
     std::ostringstream out;
-    out << kUsage << all;
+    out << kUsage << all << "\nDefault plugin directory: "
+        << (defaults.plugin_dirs.empty() ? std::string("none") : toString(defaults.plugin_dirs))
+        << " (after the --plugin-dir directories)\n";
     command.action = ServerCommand::Action::kHelp;
     command.text = out.str();
     return command;

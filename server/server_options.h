@@ -20,7 +20,9 @@ struct ServerConfig {
   // listen address, threads, engine, balance, max connections, per-connection limits.
   TcpServerOptions server;
   std::string plugin = "echo";           // a name or a path
-  std::vector<std::string> plugin_dirs;  // where a plugin name is looked for, in order
+  // Where a plugin name is looked for, in order: the --plugin-dir directories, then
+  // defaultPluginDirs() (plexus/plugin_loader.h).
+  std::vector<std::string> plugin_dirs;
   PluginArgs plugin_args;
   Duration shutdown_timeout = std::chrono::seconds(5);
   LogLevel log_level = LogLevel::kInfo;

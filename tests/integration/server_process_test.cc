@@ -275,8 +275,9 @@ TEST_F(ServerProcessTest, BadOptionsExitTwoWithOneLine) {
       {{"--plugin-arg", "novalue"}, "invalid --plugin-arg 'novalue' (expected KEY=VALUE)"},
       {{"--high-water-mark", "lots"},
        "invalid --high-water-mark 'lots' (expected bytes, e.g. 65536, 64K or 4M)"},
+      // --plugin-dir adds to the default directory (the build tree's, for build/bin/plexus-server).
       {{"--plugin", "nope", "--plugin-dir", "/no/such/dir"},
-       "plugin 'nope' not found (searched: /no/such/dir)"},
+       "plugin 'nope' not found (searched: /no/such/dir, " PLEXUS_PLUGIN_DIR ")"},
       {{"--plugin-arg", "a=b"},
        "plugin 'echo' rejected its arguments: echo takes no arguments, got 'a'"},
   };

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -123,8 +124,92 @@ TEST_F(PluginLoaderTest, ApiVersionMismatch) {
   auto plugin = loadPlugin("badversion", {kTestPluginDir});
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'badversion' was built for plugin API version 999, this server has version 1");
+            "plugin 'badversion' was built for plugin API version 999, this server has version 2");
 }
+
+TEST_F(PluginLoaderTest, PluginApiVersionOneIsRefusedByItsVersion) {
+  // Its descriptor is shorter and laid out differently: nothing past api_version may be read.
+  auto plugin = loadPlugin("apiv1", {kTestPluginDir});
+  ASSERT_FALSE(plugin.ok());
+  EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(plugin.status().message(),
+            "plugin 'apiv1' was built for plugin API version 1, this server has version 2");
+}
+
+TEST_F(PluginLoaderTest, AnotherCompilerWithTheSameLibraryLoads) {
+  auto plugin = loadPlugin("othercompiler", {kTestPluginDir});
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  EXPECT_EQ((*plugin)->name(), "othercompiler");
+  EXPECT_NE((*plugin)->factory()->newHandler(), nullptr);
+}
+
+TEST_F(PluginLoaderTest, PluginsBuiltHereCarryThisBuildsSignature) {
+  // echo and testproto, built like the server, load (the other tests use them too); their
+  // signature is the one this test is compiled with.
+  for (const char* name : {"echo", "testproto"}) {
+    const std::string dir = std::string(name) == "echo" ? kPluginDir : kTestPluginDir;
+    auto plugin = loadPlugin(name, {dir});
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    // The exported symbol is a `const void*` holding the descriptor's address (BOOST_DLL_ALIAS).
+    void* handle = ::dlopen((*plugin)->path().c_str(), RTLD_NOW | RTLD_NOLOAD);
+    ASSERT_NE(handle, nullptr) << name;
+    void* symbol = ::dlsym(handle, kPluginDescriptorSymbol);
+    ASSERT_NE(symbol, nullptr) << name;
+    const auto* descriptor = static_cast<const PluginDescriptor*>(*static_cast<void**>(symbol));
+    constexpr PluginBuildSignature kHere = currentBuildSignature();
+    EXPECT_EQ(descriptor->api_version, kPluginApiVersion);
+    EXPECT_EQ(std::memcmp(&descriptor->build, &kHere, sizeof kHere), 0) << name;
+    EXPECT_EQ(descriptor->build.string_size, sizeof(std::string));
+    EXPECT_EQ(descriptor->build.args_size, sizeof(PluginArgs));
+    ::dlclose(handle);
+  }
+}
+
+#ifdef __GLIBCXX__
+// The build signature as the loader writes it, for libstdc++ and this test's compiler.
+std::string libstdcxxSignature(int cxx11_abi, bool debug_mode, size_t string_size,
+                               size_t args_size) {
+#if defined(__clang__)
+  std::string compiler = "clang " + std::to_string(__clang_major__);
+#else
+  std::string compiler = "gcc " + std::to_string(__GNUC__);
+#endif
+  return compiler + ", libstdc++ _GLIBCXX_USE_CXX11_ABI=" + std::to_string(cxx11_abi) +
+         (debug_mode ? " _GLIBCXX_DEBUG" : "") + ", std::string " + std::to_string(string_size) +
+         " bytes, PluginArgs " + std::to_string(args_size) + " bytes";
+}
+
+const std::string kServerSignature =
+    libstdcxxSignature(1, false, sizeof(std::string), sizeof(PluginArgs));
+
+TEST_F(PluginLoaderTest, RefusesThePreCxx11StringAbi) {
+  ASSERT_EQ(_GLIBCXX_USE_CXX11_ABI, 1) << "these tests expect the server built with the new ABI";
+  auto plugin = loadPlugin("oldabi", {kTestPluginDir});
+  ASSERT_FALSE(plugin.ok());
+  EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
+  // The old ABI's std::string is one pointer; its std::map has the same size, not the same nodes.
+  EXPECT_EQ(plugin.status().message(),
+            "plugin 'oldabi' was built with (" +
+                libstdcxxSignature(0, false, sizeof(void*), sizeof(PluginArgs)) +
+                "), this server with (" + kServerSignature + ")");
+}
+
+TEST_F(PluginLoaderTest, RefusesLibstdcxxDebugMode) {
+  auto plugin = loadPlugin("debugmode", {kTestPluginDir});
+  ASSERT_FALSE(plugin.ok());
+  EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
+  // Debug mode's std::map is bigger (how much bigger depends on the libstdc++ version).
+  const std::string message(plugin.status().message());
+  const std::string debug = libstdcxxSignature(1, true, sizeof(std::string), 0);
+  const std::string head = "plugin 'debugmode' was built with (" +
+                           debug.substr(0, debug.size() - std::string("0 bytes").size());
+  const std::string tail = " bytes), this server with (" + kServerSignature + ")";
+  EXPECT_EQ(message.rfind(head, 0), 0u) << message;
+  ASSERT_GE(message.size(), head.size() + tail.size()) << message;
+  EXPECT_EQ(message.substr(message.size() - tail.size()), tail) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+#endif  // __GLIBCXX__
 
 TEST_F(PluginLoaderTest, FactoryRejectingItsArguments) {
   auto plugin = loadPlugin("testproto", {kTestPluginDir}, {{"reject", "no thanks"}});

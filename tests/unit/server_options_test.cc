@@ -46,6 +46,12 @@ std::string error(std::vector<std::string> args) {
   return std::string(command.status().message());
 }
 
+// `dirs`, then the default plugin directories: --plugin-dir adds to the defaults, searched first.
+std::vector<std::string> withDefaultDirs(std::vector<std::string> dirs) {
+  for (const std::string& dir : defaultPluginDirs()) dirs.push_back(dir);
+  return dirs;
+}
+
 class ConfigFile {
  public:
   explicit ConfigFile(const std::string& contents) {
@@ -120,13 +126,60 @@ TEST(ServerOptionsTest, EveryOption) {
   EXPECT_EQ(c.server.engine.epoll_mode, EpollMode::kEdge);
   EXPECT_EQ(c.server.balance, LoadBalance::kLeastConnections);
   EXPECT_EQ(c.plugin, "/x/y.so");
-  EXPECT_EQ(c.plugin_dirs, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(c.plugin_dirs, withDefaultDirs({"/a", "/b"}));
   EXPECT_EQ(c.plugin_args, (PluginArgs{{"k", "v"}, {"expr", "a=b"}, {"empty", ""}}));
   EXPECT_EQ(c.server.max_connections, 100u);
   EXPECT_EQ(c.server.connection.idle_timeout, milliseconds(2500));
   EXPECT_EQ(c.server.connection.high_water_mark, 65536u);
   EXPECT_EQ(c.shutdown_timeout, milliseconds(250));
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
+}
+
+// The tests run from the build tree's bin/ directory: the default is the build tree's plugins/
+// alone, not a compiled-in install path (an installed binary looks beside itself instead; the
+// install tests in tests/integration/install/ check that from a moved prefix).
+TEST(ServerOptionsTest, DefaultPluginDirIsTheBuildTreesAlone) {
+  EXPECT_EQ(defaultPluginDirs(), std::vector<std::string>{PLEXUS_PLUGIN_DIR});
+}
+
+TEST(ServerOptionsTest, PluginDirsAddToTheDefaultsAndComeFirst) {
+  const std::vector<std::string> defaults = defaultPluginDirs();
+  ASSERT_FALSE(defaults.empty());
+  EXPECT_EQ(config({"--plugin-dir", "/a"}).plugin_dirs, withDefaultDirs({"/a"}));
+  EXPECT_EQ(config({"--plugin-dir", "/b", "--plugin-dir", "/a"}).plugin_dirs,
+            withDefaultDirs({"/b", "/a"}));
+  // A directory given twice, or one of the defaults given again, is searched once, at its first
+  // place.
+  EXPECT_EQ(config({"--plugin-dir", "/a", "--plugin-dir", "/a"}).plugin_dirs, withDefaultDirs({"/a"}));
+  std::vector<std::string> first_default = {defaults.front(), "/a"};
+  for (size_t i = 1; i < defaults.size(); ++i) first_default.push_back(defaults[i]);
+  EXPECT_EQ(config({"--plugin-dir", defaults.front(), "--plugin-dir", "/a"}).plugin_dirs,
+            first_default);
+  EXPECT_EQ(error({"--plugin-dir", ""}), "empty --plugin-dir");
+
+  // The help says so, and names the default directory on a line of its own (not wrapped).
+  auto help = parse({"--help"});
+  ASSERT_TRUE(help.ok()) << help.status();
+  const std::string& text = help->text;
+  // program_options wraps long descriptions: compare with every run of blanks (line breaks and
+  // indents included) made one space.
+  std::string flat;
+  for (char ch : text) {
+    if (ch != ' ' && ch != '\n') {
+      flat += ch;
+    } else if (!flat.empty() && flat.back() != ' ') {
+      flat += ' ';
+    }
+  }
+  EXPECT_NE(flat.find("--plugin-dir DIR a directory to look for plugin names in, searched before "
+                      "the default plugin directory (repeatable, in the order given)"),
+            std::string::npos)
+      << text;
+  ASSERT_EQ(defaults.size(), 1u);
+  EXPECT_NE(text.find("\nDefault plugin directory: " + defaults.front() +
+                      " (after the --plugin-dir directories)\n"),
+            std::string::npos)
+      << text;
 }
 
 TEST(ServerOptionsTest, ShortAndEqualsForms) {
@@ -294,7 +347,7 @@ TEST(ServerOptionsTest, ConfigFileWithCommandLineWinning) {
   EXPECT_EQ(c.server.engine.name, "poll");          // command line
   EXPECT_EQ(c.server.threads, 1);                   // file
   EXPECT_EQ(c.plugin, "testproto");
-  EXPECT_EQ(c.plugin_dirs, std::vector<std::string>{"/from/file"});
+  EXPECT_EQ(c.plugin_dirs, withDefaultDirs({"/from/file"}));
   EXPECT_EQ(c.plugin_args, (PluginArgs{{"greeting", "hi"}, {"x", "y=z"}}));
   EXPECT_EQ(c.server.connection.idle_timeout, seconds(30));
   EXPECT_EQ(c.server.connection.high_water_mark, 1u << 20);

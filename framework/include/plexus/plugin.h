@@ -1,5 +1,5 @@
 #pragma once
-// The Plexus plugin API, version 1.
+// The Plexus plugin API, version 2.
 //
 // A protocol plugin is a shared object that exports one PluginDescriptor (see plugin_export.h). The
 // server loads it, checks the API version, calls `create` once with the --plugin-arg pairs to get a
@@ -24,7 +24,8 @@ namespace plexus {
 class Buffer;
 class EventLoop;
 
-inline constexpr uint32_t kPluginApiVersion = 1;
+// 2: the descriptor carries the plugin's build signature. (1, in Plexus 0.1.0, had none.)
+inline constexpr uint32_t kPluginApiVersion = 2;
 
 // The connection as a handler sees it. Loop thread only.
 class Session {
@@ -70,10 +71,62 @@ class PluginFactory {
 // --plugin-arg KEY=VALUE pairs.
 using PluginArgs = std::map<std::string, std::string>;
 
-// What a plugin exports under the symbol name kPluginDescriptorSymbol. `api_version` comes first
-// and stays first in every version, so a loader can read it before trusting the rest.
+// How a plugin, or the server, was compiled, as far as the C++ types that cross between them depend
+// on it (PluginArgs, std::string_view, std::unique_ptr, the classes above). Plain integers, laid out
+// alike by every compiler. The loader refuses a plugin whose standard library, its ABI or its debug
+// mode differs from the server's, or whose std::string or PluginArgs has another size (see
+// plugin_loader.cc for why the compiler itself is not compared).
+struct PluginBuildSignature {
+  enum Compiler : uint32_t { kOtherCompiler = 0, kGcc = 1, kClang = 2 };
+  enum StandardLibrary : uint32_t { kOtherLibrary = 0, kLibstdcxx = 1, kLibcxx = 2 };
+
+  uint32_t compiler;        // a Compiler
+  uint32_t compiler_major;  // __GNUC__ or __clang_major__
+  uint32_t library;         // a StandardLibrary
+  // libstdc++: _GLIBCXX_USE_CXX11_ABI (1: the C++11 std::string and std::list, 0: the old ones);
+  // libc++: _LIBCPP_ABI_VERSION.
+  uint32_t library_abi;
+  uint32_t library_debug;  // 1: libstdc++'s debug mode (_GLIBCXX_DEBUG), other container layouts
+  uint32_t string_size;    // sizeof(std::string)
+  uint32_t args_size;      // sizeof(PluginArgs)
+};
+
+// The signature of the code being compiled, worked out by the compiler: PLEXUS_PLUGIN records the
+// plugin's, the loader has the server's.
+consteval PluginBuildSignature currentBuildSignature() {
+  PluginBuildSignature s{};
+#if defined(__clang__)  // before __GNUC__, which Clang defines too
+  s.compiler = PluginBuildSignature::kClang;
+  s.compiler_major = __clang_major__;
+#elif defined(__GNUC__)
+  s.compiler = PluginBuildSignature::kGcc;
+  s.compiler_major = __GNUC__;
+#endif
+#if defined(_LIBCPP_VERSION)
+  s.library = PluginBuildSignature::kLibcxx;
+  s.library_abi = _LIBCPP_ABI_VERSION;
+#elif defined(__GLIBCXX__)
+  s.library = PluginBuildSignature::kLibstdcxx;
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+  s.library_abi = _GLIBCXX_USE_CXX11_ABI;
+#endif
+#if defined(_GLIBCXX_DEBUG)
+  s.library_debug = 1;
+#endif
+#endif
+  s.string_size = sizeof(std::string);
+  s.args_size = sizeof(PluginArgs);
+  return s;
+}
+
+// What a plugin exports under the symbol name kPluginDescriptorSymbol (PLEXUS_PLUGIN fills it in).
+// `api_version` comes first and stays first in every version, so a loader can read it before
+// trusting the rest; the rest is laid out as that version says (version 1 had no `build`: `name`
+// followed `api_version`).
 struct PluginDescriptor {
   uint32_t api_version;
+  // How the plugin was compiled; checked right after the version, before anything is called.
+  PluginBuildSignature build;
   const char* name;         // e.g. "echo"
   const char* description;  // one line
   // Makes the factory. May throw (e.g. std::invalid_argument for a bad argument); the loader turns

@@ -57,13 +57,27 @@ class LoadedPlugin {
 //   NotFound:           plugin 'foo' not found (searched: DIR1, DIR2)
 //   FailedPrecondition: 'PATH' is not a loadable shared object: DLERROR
 //                       'PATH' has no plexus_plugin_descriptor symbol (not a Plexus plugin)
-//                       plugin 'x' was built for plugin API version 7, this server has version 1
+//                       plugin 'x' was built for plugin API version 7, this server has version 2
+//                       plugin 'x' was built with (SIGNATURE), this server with (SIGNATURE), e.g.
+//                         (gcc 12, libstdc++ _GLIBCXX_USE_CXX11_ABI=0, std::string 8 bytes,
+//                         PluginArgs 48 bytes): another standard library, ABI or debug mode (see
+//                         PluginBuildSignature in plugin.h)
 //   InvalidArgument:    plugin 'x' rejected its arguments: WHAT
 absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
     std::string_view name_or_path, const std::vector<std::string>& plugin_dirs,
     const PluginArgs& args = {});
 
-// Where plugins are looked for by default: the build tree's plugin folder, then the installed one.
+// Where plugin names are looked for by default, found from the running program (/proc/self/exe):
+//   - a program in the bin/ directory of the build tree this library was built in (plexus-server,
+//     the tests): that build tree's plugins/ directory;
+//   - any other program: PROGRAM_DIR/../LIBDIR/plexus/plugins, the installed layout (LIBDIR as
+//     GNUInstallDirs named it when Plexus was configured, e.g. lib), so an installed tree works
+//     wherever its prefix has been moved or staged. An installed program never looks in the build
+//     tree, nor at the prefix Plexus was configured with.
+// The directory need not exist. Empty when /proc/self/exe cannot be read. plexus-server searches
+// its --plugin-dir directories first, then these.
+//
+// Thread safety: any thread; it keeps no state (each call reads /proc/self/exe again).
 std::vector<std::string> defaultPluginDirs();
 
 }  // namespace plexus

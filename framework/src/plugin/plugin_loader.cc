@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <boost/dll/shared_library.hpp>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <system_error>
@@ -41,6 +42,57 @@ bool isFile(const fs::path& p) {
   return fs::is_regular_file(p, ec);  // follows symlinks
 }
 
+// This library's build, which plexus-server shares (they are built together).
+constexpr PluginBuildSignature kServerBuild = currentBuildSignature();
+
+// Whether a plugin built as `plugin` may exchange C++ objects with a server built as `server`.
+// Across the boundary go a PluginArgs (std::map of std::string) by reference, std::unique_ptr
+// results, std::string_view and Buffer arguments, classes with virtual functions and the exceptions
+// create() throws:
+//   - The standard library, its ABI (libstdc++'s dual ABI: the old std::string is one pointer, the
+//     C++11 one 32 bytes; libc++'s ABI version) and libstdc++'s debug mode decide how std::string,
+//     std::map and the other containers are laid out, so any difference is refused. The sizes of
+//     std::string and PluginArgs catch whatever else changes those layouts.
+//   - The compiler and its version are only reported, not compared: GCC and Clang both follow the
+//     Itanium C++ ABI on Linux (vtables, mangling, exceptions, argument passing), and libstdc++ keeps
+//     its ABI across GCC versions (the C++11 one since GCC 5). A plugin that needs a newer libstdc++
+//     than the server's fails earlier, in dlopen, naming the missing GLIBCXX_ symbol version.
+//   - The pointer size is not recorded: dlopen refuses a shared object of another ELF class.
+bool compatible(const PluginBuildSignature& plugin, const PluginBuildSignature& server) {
+  return plugin.library == server.library && plugin.library_abi == server.library_abi &&
+         plugin.library_debug == server.library_debug &&
+         plugin.string_size == server.string_size && plugin.args_size == server.args_size;
+}
+
+// "gcc 12, libstdc++ _GLIBCXX_USE_CXX11_ABI=1, std::string 32 bytes, PluginArgs 48 bytes"
+std::string describe(const PluginBuildSignature& s) {
+  std::string text;
+  switch (s.compiler) {
+    case PluginBuildSignature::kGcc:
+      text = absl::StrFormat("gcc %u", s.compiler_major);
+      break;
+    case PluginBuildSignature::kClang:
+      text = absl::StrFormat("clang %u", s.compiler_major);
+      break;
+    default:
+      text = "unknown compiler";
+  }
+  switch (s.library) {
+    case PluginBuildSignature::kLibstdcxx:
+      absl::StrAppendFormat(&text, ", libstdc++ _GLIBCXX_USE_CXX11_ABI=%u%s", s.library_abi,
+                            s.library_debug ? " _GLIBCXX_DEBUG" : "");
+      break;
+    case PluginBuildSignature::kLibcxx:
+      absl::StrAppendFormat(&text, ", libc++ ABI %u", s.library_abi);
+      break;
+    default:
+      text += ", unknown standard library";
+  }
+  absl::StrAppendFormat(&text, ", std::string %u bytes, PluginArgs %u bytes", s.string_size,
+                        s.args_size);
+  return text;
+}
+
 absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requested,
                                                        const fs::path& file,
                                                        const PluginArgs& args) {
@@ -68,17 +120,26 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
   }
   // BOOST_DLL_ALIAS exports a `const void*` holding the descriptor's address (what get_alias
   // reads).
-  const auto* descriptor =
-      static_cast<const PluginDescriptor*>(library->lib.get<const void*>(kPluginDescriptorSymbol));
-  if (descriptor == nullptr) {
+  const void* exported = library->lib.get<const void*>(kPluginDescriptorSymbol);
+  if (exported == nullptr) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "'%s' has a null %s symbol (not a Plexus plugin)", path, kPluginDescriptorSymbol));
   }
-  // api_version is the only field whose place every version agrees on: check it before the rest.
-  if (descriptor->api_version != kPluginApiVersion) {
+  // api_version is the only field whose place every version agrees on: read it alone (a version 1
+  // descriptor is shorter than this version's) and check it before anything else.
+  uint32_t api_version = 0;
+  std::memcpy(&api_version, exported, sizeof api_version);
+  if (api_version != kPluginApiVersion) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "plugin '%s' was built for plugin API version %u, this server has version %u", requested,
-        descriptor->api_version, kPluginApiVersion));
+        api_version, kPluginApiVersion));
+  }
+  const auto* descriptor = static_cast<const PluginDescriptor*>(exported);
+  // Then the build: nothing of the plugin's runs, and no C++ object is handed to it, before this.
+  if (!compatible(descriptor->build, kServerBuild)) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("plugin '%s' was built with (%s), this server with (%s)", requested,
+                        describe(descriptor->build), describe(kServerBuild)));
   }
   if (descriptor->create == nullptr) {
     return absl::FailedPreconditionError(
@@ -140,9 +201,16 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadPlugin(
 }
 
 std::vector<std::string> defaultPluginDirs() {
-  std::vector<std::string> dirs{PLEXUS_BUILD_PLUGIN_DIR};
-  if (dirs.front() != PLEXUS_INSTALL_PLUGIN_DIR) dirs.emplace_back(PLEXUS_INSTALL_PLUGIN_DIR);
-  return dirs;
+  // The kernel's path of the running program, symlinks resolved (a program started through a link
+  // finds the plugins of the tree it really lives in). A program replaced while running reads as
+  // "PATH (deleted)": its directory is still right.
+  std::error_code ec;
+  const fs::path program = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || !program.has_parent_path()) return {};
+  const fs::path bin = program.parent_path();
+  // Compared as files (device and inode), not as strings; false when the build tree is gone.
+  if (fs::equivalent(bin, PLEXUS_BUILD_BIN_DIR, ec)) return {PLEXUS_BUILD_PLUGIN_DIR};
+  return {(bin / PLEXUS_PLUGIN_DIR_FROM_BIN).lexically_normal().string()};
 }
 
 }  // namespace plexus

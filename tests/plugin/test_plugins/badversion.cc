@@ -7,8 +7,8 @@
 
 namespace badversion {
 
-// Only api_version is meant to be read; the rest is deliberately junk for version 1 readers.
-const plexus::PluginDescriptor descriptor = {999, "badversion", "from the future", nullptr};
+// Only api_version is meant to be read; the rest is deliberately junk for this version's readers.
+const plexus::PluginDescriptor descriptor = {999, {}, "badversion", "from the future", nullptr};
 
 }  // namespace badversion
 
