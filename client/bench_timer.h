@@ -16,7 +16,7 @@
 
 namespace plexus::client {
 
-class BenchTimer : private EventHandler {
+class BenchTimer final : private EventHandler {
  public:
   // Fails when no timerfd can be made or the loop's engine refuses it.
   static absl::StatusOr<std::unique_ptr<BenchTimer>> create(EventLoop* loop,

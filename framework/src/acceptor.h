@@ -17,7 +17,7 @@
 
 namespace plexus::detail {
 
-class Acceptor : private EventHandler {
+class Acceptor final : private EventHandler {
  public:
   using NewConnectionCallback = std::function<void(int sockfd, const InetAddress& peer)>;
 

@@ -14,7 +14,7 @@
 
 namespace plexus::detail {
 
-class Connector : public std::enable_shared_from_this<Connector>, private EventHandler {
+class Connector final : public std::enable_shared_from_this<Connector>, private EventHandler {
  public:
   using ConnectedCallback = std::function<void(int sockfd)>;
   using FailedCallback = std::function<void(const absl::Status&)>;

@@ -13,7 +13,7 @@
 
 namespace plexus::detail {
 
-class TimerQueue : private EventHandler {
+class TimerQueue final : private EventHandler {
  public:
   explicit TimerQueue(EventLoop* loop);
   ~TimerQueue();

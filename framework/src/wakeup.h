@@ -6,7 +6,7 @@
 
 namespace plexus::detail {
 
-class Wakeup : private EventHandler {
+class Wakeup final : private EventHandler {
  public:
   explicit Wakeup(EventLoop* loop);
   ~Wakeup();

@@ -249,6 +249,28 @@ TEST_P(PluginHostTest, AbortClosesWithoutReentering) {
   EXPECT_EQ(counters().reentered, 0);
 }
 
+// Regression: a handler that closes or aborts in the middle of its input and then parses on (as a
+// protocol parser does with pipelined requests) read freed memory. The input stays valid until
+// onData() returns; what it sends after close()/abort() is dropped, and no onData() follows. The
+// first write leaves a partial line, so the rest lands in the connection's own input buffer.
+TEST_P(PluginHostTest, CloseOrAbortMidInputKeepsTheInputValid) {
+  for (const std::string verb : {"bye", "abort"}) {
+    SCOPED_TRACE(verb);
+    const int before = counters().closes;
+    int fd = connect();
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(writeAll(fd, "echo a\n" + verb.substr(0, 2)));
+    EXPECT_EQ(readLine(fd), "a\n");
+    ASSERT_TRUE(writeAll(fd, verb.substr(2) + "\necho after\n"));
+    bool closed = false;
+    EXPECT_EQ(readUntilClosed(fd, &closed), verb == "bye" ? "ok\n" : "");
+    EXPECT_TRUE(closed);
+    ::close(fd);
+    EXPECT_TRUE(waitUntil([&] { return counters().closes == before + 1; }));
+  }
+  EXPECT_EQ(counters().reentered, 0);
+}
+
 TEST_P(PluginHostTest, DrainedAfterALargeReply) {
   int fd = connect();
   ASSERT_GE(fd, 0);

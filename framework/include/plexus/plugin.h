@@ -28,10 +28,17 @@ class EventLoop;
 inline constexpr uint32_t kPluginApiVersion = 2;
 
 // The connection as a handler sees it. Loop thread only.
+//
+// Closing: after close() or abort(), send() drops its bytes (close() still writes what was queued
+// before it), onData() is not called again, and onClose() follows once the connection has closed
+// (at once for abort(); after the flush for close()) — never while another callback of the
+// handler is running. The `input` an onData() call was given stays valid until that call returns,
+// even if it called close() or abort(). When the peer ends its side (EOF), the connection writes
+// what is queued, and what the handler still sends (from onDrained(), say), then closes.
 class Session {
  public:
   virtual ~Session() = default;
-  // Queues bytes for the peer.
+  // Queues bytes for the peer. Dropped once close() or abort() was called.
   virtual void send(std::string_view data) = 0;
   // Queues the readable bytes of `buf` for the peer and empties it (no copy when nothing is queued).
   virtual void send(Buffer& buf) = 0;
@@ -52,7 +59,7 @@ class ProtocolHandler {
   virtual ~ProtocolHandler() = default;
   virtual void onConnect(Session& session) { (void)session; }
   // New bytes arrived; they are appended to `input`. Retrieve what you consumed, leave the rest for
-  // the next call.
+  // the next call. Not called again after close() or abort() (see Session).
   virtual void onData(Session& session, Buffer& input) = 0;
   // Bytes that send() had to queue have all been written to the socket. A send the socket took
   // whole reports nothing (pendingOutputBytes() is 0 right after it): a producer sends while

@@ -37,7 +37,7 @@ struct TcpClientOptions {
   ConnectionOptions connection;
 };
 
-class TcpClient : private ConnectionOwner {
+class TcpClient final : private ConnectionOwner {
  public:
   TcpClient(EventLoop* loop, const InetAddress& server, TcpClientOptions options = {});
   ~TcpClient();

@@ -88,7 +88,8 @@ class ConnectionOwner {
   ~ConnectionOwner() = default;
 };
 
-class TcpConnection : public std::enable_shared_from_this<TcpConnection>, private EventHandler {
+class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
+                            private EventHandler {
  public:
   // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop next.
   TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer, std::shared_ptr<const ConnectionCallbacks> callbacks,
