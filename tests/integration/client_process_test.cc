@@ -1,6 +1,8 @@
 // Runs build/bin/plexus-client as a process against an echo server process (plexus-server with the
 // echo plugin, or examples/embed_echo when the server is not built): stdin streaming, binary data,
-// errors and exit codes, and the interactive mode on a pseudo-terminal.
+// errors and exit codes, and the interactive mode on a pseudo-terminal. Then against scripted
+// servers that are not echo servers: `plexus-client bench` against servers that close at once or
+// never reply.
 
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "integration/child_process.h"
+#include "support/scripted_server.h"
 #include "support/test_util.h"
 
 namespace plexus::testing {
@@ -21,6 +24,7 @@ using child::Child;
 using child::Outcome;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 
 const std::string kBin = PLEXUS_BIN_DIR;
@@ -199,6 +203,38 @@ TEST_F(ClientErrorsTest, VersionAndHelp) {
   EXPECT_EQ(o.status, 0);
   EXPECT_THAT(o.out, HasSubstr("--server"));
   EXPECT_THAT(o.out, HasSubstr("--connect-timeout"));
+}
+
+// `plexus-client bench` against servers that make it measure nothing: exit 1 and one line saying
+// why.
+class ClientBenchTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(executable(kClient)) << kClient; }
+  Outcome runBench(const ScriptedServer& server) {
+    Child c = Child::spawn({kClient, "bench", "-p", std::to_string(server.port()), "--connections",
+                            "3", "--threads", "1", "--duration", "0.2", "--warmup", "0", "-q"});
+    return child::communicate(c, "");
+  }
+};
+
+TEST_F(ClientBenchTest, ServerThatClosesAtOnceExitsOne) {
+  ScriptedServer server([](int) {});  // accepts, and closes
+  ASSERT_TRUE(server.listening());
+  Outcome o = runBench(server);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: the server "
+                                  "closed all 3 connections before any reply came back\n"));
+  EXPECT_THAT(o.out, HasSubstr("round trips  0"));
+}
+
+TEST_F(ClientBenchTest, ServerThatNeverRepliesExitsOne) {
+  ScriptedServer server([](int fd) { readUntilEof(fd); });  // reads everything, answers nothing
+  ASSERT_TRUE(server.listening());
+  Outcome o = runBench(server);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: no reply came "
+                                  "back \\(3 messages sent on 3 connections\\)\n"));
+  EXPECT_EQ(server.accepted(), 3);
 }
 
 }  // namespace
