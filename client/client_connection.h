@@ -49,6 +49,11 @@ class ClientConnection {
   // Queues bytes for the server, first waiting while more than max_unsent bytes are still
   // unwritten. False once the connection has closed (the bytes are dropped).
   bool send(std::string_view data);
+  // Once closed(): how many of the bytes send() took the server's TCP acknowledged, asked of the
+  // socket as it closed (the bytes written to it, where that cannot be asked). Short of all that
+  // send() took, the rest was lost with the connection. Bytes the server's kernel acknowledged and
+  // its program then dropped unread (closing with a reset) are not seen. 0 before the close.
+  uint64_t bytesAcknowledged() const;
   // Shuts down the write side once everything sent before has been written; reading goes on.
   void shutdownWrite();
   // Graceful close: stops reading, flushes, closes. Waits up to `timeout`, then closes at once.
@@ -101,6 +106,10 @@ class ClientConnection {
   uint64_t handed_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t processed_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t output_pending_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t acknowledged_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Loop thread: a duplicate of the connection's fd, so that the socket outlives the connection's
+  // own close() until onConnection() has asked it how much the server acknowledged (see there).
+  int probe_fd_ = -1;
 };
 
 }  // namespace plexus::client
