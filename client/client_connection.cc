@@ -181,20 +181,6 @@ void ClientConnection::close(absl::Duration timeout) {
   if (!closed_in_time) conn->forceClose();
 }
 
-uint64_t ClientConnection::bytesReceived() const {
-  absl::MutexLock lock(&mutex_);
-  return received_;
-}
-
-bool ClientConnection::waitForReceived(uint64_t n, absl::Duration timeout) {
-  absl::MutexLock lock(&mutex_);
-  auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    return received_ >= n || state_ != State::kConnected;
-  };
-  mutex_.AwaitWithTimeout(absl::Condition(&reached), timeout);
-  return received_ >= n;
-}
-
 void ClientConnection::waitClosed() {
   absl::MutexLock lock(&mutex_);
   auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return state_ != State::kConnected; };
@@ -256,7 +242,6 @@ void ClientConnection::onConnection(const TcpConnectionPtr& conn) {
 }
 
 void ClientConnection::onMessage(const TcpConnectionPtr& conn, Buffer* buf) {
-  const size_t n = buf->readableBytes();
   bool ok;
   {
     absl::MutexLock lock(&mutex_);
@@ -266,11 +251,7 @@ void ClientConnection::onMessage(const TcpConnectionPtr& conn, Buffer* buf) {
   // backpressure we want.
   if (ok) ok = sink_(buf->view());
   buf->retrieveAll();
-  if (ok) {
-    absl::MutexLock lock(&mutex_);
-    received_ += n;
-    return;
-  }
+  if (ok) return;
   {
     absl::MutexLock lock(&mutex_);
     sink_failed_ = true;

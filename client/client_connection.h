@@ -59,10 +59,6 @@ class ClientConnection {
   // Graceful close: stops reading, flushes, closes. Waits up to `timeout`, then closes at once.
   void close(absl::Duration timeout);
 
-  uint64_t bytesReceived() const;
-  // Waits until at least `n` bytes were received in all, the connection closed, or `timeout`.
-  // True when `n` was reached.
-  bool waitForReceived(uint64_t n, absl::Duration timeout);
   void waitClosed();
   bool closed() const;
   // Closed, and not by close(): the server closed or reset it.
@@ -99,7 +95,6 @@ class ClientConnection {
   TcpConnectionPtr conn_ ABSL_GUARDED_BY(mutex_);
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;  // close() asked for it
   bool sink_failed_ ABSL_GUARDED_BY(mutex_) = false;
-  uint64_t received_ ABSL_GUARDED_BY(mutex_) = 0;
   // Unsent bytes = handed to the loop but not yet given to the connection (handed_ - processed_)
   // + what the connection's output buffer held after the last send (output_pending_). The output
   // buffer is only re-measured when it has drained completely, so this over-counts, never under.
