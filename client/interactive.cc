@@ -54,7 +54,12 @@ int runInteractive(ClientConnection& conn, Console& console, int in_fd) {
       conn.close(kCloseWait);
       return 0;
     }
-    console.lineEntered();
+    // Enter took the cursor to a new line. Ctrl-D ending a line did not: leave() ends it.
+    if (eof) {
+      console.leave();
+    } else {
+      console.lineEntered();
+    }
     if (absl::StripAsciiWhitespace(line) == "quit") {
       console.leave();
       conn.close(kCloseWait);
@@ -64,7 +69,6 @@ int runInteractive(ClientConnection& conn, Console& console, int in_fd) {
     // No waiting for a reply: the sink prints whatever comes, and the prompt is shown again now.
     if (!conn.send(line)) break;
     if (eof) {
-      console.leave();
       conn.close(kCloseWait);
       return 0;
     }

@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "integration/child_process.h"
@@ -142,6 +143,26 @@ TEST_F(ClientInteractiveTest, AMessageTheServerSendsUnaskedShowsAboveAFreshPromp
                              kReplyWait));
   EXPECT_TRUE(type("abcd", {"% abcd", "4", "% "}));
   quit();
+}
+
+// Ctrl-D after a partial line (twice: the first hands the partial line over) sends it and leaves at
+// once, the prompt's line ended; nothing waits for a reply.
+TEST_F(ClientInteractiveTest, CtrlDAfterAPartialLineSendsItAndLeaves) {
+  absl::Mutex mutex;
+  std::string received;
+  ScriptedServer server([&](int fd) {
+    std::string all = readUntilEof(fd);
+    absl::MutexLock lock(&mutex);
+    received = std::move(all);
+  });
+  ASSERT_NO_FATAL_FAILURE(start(server));
+  ASSERT_TRUE(child::writeTo(client_.in(), "last words\x04\x04"));
+  EXPECT_EQ(client_.wait(kReplyWait), 0) << show(screen_);
+  EXPECT_TRUE(waitForScreen(client_.out(), &screen_, {"% last words", ""}, kStartWait));
+  EXPECT_TRUE(waitUntil([&] {
+    absl::MutexLock lock(&mutex);
+    return received == "last words\n";
+  }));
 }
 
 TEST_F(ClientInteractiveTest, TheServerClosingEndsThePromptWithANotice) {
