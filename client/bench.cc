@@ -93,6 +93,9 @@ class Runner {
       r.connect_errors += s.connect_errors;
       r.connected += static_cast<int>(s.connected);
       r.unanswered += s.unanswered;
+      r.sent += s.sent;
+      r.completed += s.completed;
+      r.bytes_received += s.bytes_received;
       last_completion = std::max(last_completion, s.last_completion);
       if (r.first_connect_error.empty()) r.first_connect_error = s.first_connect_error;
     }
@@ -292,13 +295,7 @@ int runBenchCommand(int argc, const char* const argv[]) {
     return kExitFailure;
   }
   writeAll(STDOUT_FILENO, opts.json ? formatJson(*result) : formatSummary(*result));
-  if (result->connected == 0) {
-    reportError(result->first_connect_error.empty()
-                    ? absl::StrFormat("no connection to %s could be made", result->server)
-                    : absl::StrCat("no connection could be made: ", result->first_connect_error));
-  } else if (result->mismatches > 0) {
-    reportError(absl::StrFormat("%d echoed messages differ from what was sent", result->mismatches));
-  }
+  if (const std::string failure = benchFailure(*result); !failure.empty()) reportError(failure);
   return benchExitStatus(*result);
 }
 

@@ -30,7 +30,8 @@ absl::StatusOr<BenchResult> runBench(const BenchOptions& options, const InetAddr
                                      const BenchProgress& progress = nullptr);
 
 // The `bench` subcommand: argv[0] is "bench". Prints the result on stdout and returns the exit
-// status (0 ok; 1 no connection, mismatches or a failure; 2 bad options).
+// status (0 ok; 1 no connection, no measured round trip, mismatches or a failure, with one line on
+// stderr saying which; 2 bad options).
 int runBenchCommand(int argc, const char* const argv[]);
 
 }  // namespace plexus::client

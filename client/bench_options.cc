@@ -73,7 +73,9 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
       "on a fixed timetable whether or not replies are outstanding, and latency counts from the\n"
       "scheduled send time. Latency is from the send to the last byte of the reply. MiB/s is the\n"
       "payload echoed per second (one direction).\n"
-      "Exit status: 0 ok, 1 no connection or mismatches, 2 bad options.\n\n"
+      "Exit status: 0 ok; 1 when no connection could be made, no round trip was measured (the\n"
+      "server closed the connections or did not reply) or echoed bytes differed, with one line on\n"
+      "stderr saying which; 2 bad options.\n\n"
       "Options");
   // clang-format off
   desc.add_options()

@@ -107,8 +107,53 @@ std::string formatJson(const BenchResult& r) {
   return out;
 }
 
-int benchExitStatus(const BenchResult& r) {
-  return (r.connected == 0 || r.mismatches > 0) ? 1 : 0;
+namespace {
+
+const char* plural(uint64_t n) { return n == 1 ? "" : "s"; }
+
+// Why a run with connections measured no round trip, as far as the counters tell.
+std::string nothingMeasured(const BenchResult& r) {
+  const bool all_closed = r.disconnects >= static_cast<uint64_t>(r.connected);
+  const std::string closed_all =
+      r.connected == 1 ? "the server closed the connection"
+                       : absl::StrFormat("the server closed all %d connections", r.connected);
+  if (r.completed > 0) {
+    // Round trips completed, in the warm-up or the drain, but none was measured.
+    if (all_closed) return absl::StrCat(closed_all, " before the measured window");
+    return absl::StrFormat("no round trip completed inside the measured window (%d outside it)",
+                           r.completed);
+  }
+  if (all_closed) return absl::StrCat(closed_all, " before any reply came back");
+  if (r.sent == 0) return "no message was sent";
+  std::string why =
+      r.bytes_received == 0
+          ? absl::StrFormat("no reply came back (%d message%s sent on %d connection%s",
+                            r.sent, plural(r.sent), r.connected, plural(r.connected))
+          : absl::StrFormat("no reply was as long as the message sent (%d bytes came back for %d "
+                            "message%s of %s on %d connection%s",
+                            r.bytes_received, r.sent, plural(r.sent), sizeText(r.size),
+                            r.connected, plural(r.connected));
+  if (r.disconnects > 0) {
+    absl::StrAppendFormat(&why, "; the server closed %d of them", r.disconnects);
+  }
+  return why + ")";
 }
+
+}  // namespace
+
+std::string benchFailure(const BenchResult& r) {
+  if (r.connected == 0) {
+    return r.first_connect_error.empty()
+               ? absl::StrFormat("no connection to %s could be made", r.server)
+               : absl::StrCat("no connection could be made: ", r.first_connect_error);
+  }
+  if (r.messages == 0) return absl::StrCat("bench measured 0 messages: ", nothingMeasured(r));
+  if (r.mismatches > 0) {
+    return absl::StrFormat("%d echoed messages differ from what was sent", r.mismatches);
+  }
+  return "";
+}
+
+int benchExitStatus(const BenchResult& r) { return benchFailure(r).empty() ? 0 : 1; }
 
 }  // namespace plexus::client

@@ -37,6 +37,10 @@ struct BenchResult {
   uint64_t disconnects = 0;
   uint64_t unanswered = 0;  // measured messages whose reply had not come back at the end
   std::string first_connect_error;
+  // Over the whole run, warm-up and drain included: what the failure message draws on.
+  uint64_t sent = 0;            // messages sent
+  uint64_t completed = 0;       // round trips completed
+  uint64_t bytes_received = 0;  // reply bytes
 };
 
 // Several lines, each ending in '\n'.
@@ -46,7 +50,11 @@ std::string formatSummary(const BenchResult& r);
 // mismatches, disconnects, verify, and a few more (server, engine, connected, rate, warmup_s,
 // count, unanswered).
 std::string formatJson(const BenchResult& r);
-// 0 ok; 1 when no connection could be made or an echo did not match.
+// Why the run failed, as one line (no newline), or "" when it did not: no connection could be made,
+// no round trip was measured (the server closed the connections, did not reply, ...), or an echo
+// did not match.
+std::string benchFailure(const BenchResult& r);
+// 0 ok; 1 when benchFailure() says the run failed.
 int benchExitStatus(const BenchResult& r);
 
 }  // namespace plexus::client

@@ -303,6 +303,7 @@ void BenchWorker::onMessage(Conn& c, Buffer* buf) {
   const Clock::time_point now = Clock::now();
   const char* p = buf->peek();
   size_t n = buf->readableBytes();
+  stats_.bytes_received += n;
   // Echo keeps the order, so the bytes are the outstanding messages back to back.
   while (n > 0) {
     if (c.received == c.sent) {
@@ -386,10 +387,12 @@ void BenchWorker::finishInLoop(WorkerStats* out) {
       ++stats_.connect_errors;
       if (stats_.first_connect_error.empty()) stats_.first_connect_error = "connect did not finish";
     }
+    stats_.sent += c.sent;
     if (!c.running) continue;
     stats_.unanswered += unansweredOf(c);
     c.running = false;
   }
+  stats_.completed = completed_;
   *out = stats_;
   closeAll();
 }

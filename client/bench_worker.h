@@ -87,6 +87,9 @@ struct WorkerStats {
   uint64_t connect_errors = 0;
   uint64_t connected = 0;     // connections that were established
   uint64_t unanswered = 0;    // measured messages whose reply had not come back at the end
+  uint64_t sent = 0;          // messages sent (all phases)
+  uint64_t completed = 0;     // round trips completed (all phases)
+  uint64_t bytes_received = 0;  // (all phases)
   Clock::time_point last_completion{};  // of a measured message
   std::string first_connect_error;
 };

@@ -1,9 +1,14 @@
 #include "client/client_connection.h"
 
+#include <fcntl.h>
+#include <linux/tcp.h>  // tcp_info with tcpi_bytes_acked (glibc's <netinet/tcp.h> lacks it)
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <string>
 #include <utility>
 
@@ -19,6 +24,20 @@ absl::Status reasonOnly(const absl::Status& status) {
   absl::string_view msg = status.message();
   if (size_t colon = msg.rfind(": "); colon != absl::string_view::npos) msg.remove_prefix(colon + 2);
   return absl::Status(status.code(), msg);
+}
+
+// Of the `written` bytes written to the socket `fd`, how many the peer's TCP acknowledged; `written`
+// when it cannot be asked.
+uint64_t acknowledgedBytes(int fd, uint64_t written) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+      len < offsetof(tcp_info, tcpi_bytes_acked) + sizeof info.tcpi_bytes_acked) {
+    return written;
+  }
+  // tcpi_bytes_acked counts our SYN, and our FIN once everything before it was acknowledged.
+  const uint64_t acked = info.tcpi_bytes_acked;
+  return std::min<uint64_t>(acked > 0 ? acked - 1 : 0, written);
 }
 
 }  // namespace
@@ -47,6 +66,7 @@ ClientConnection::~ClientConnection() {
     });
     loop_thread_.stop();
   }
+  if (probe_fd_ >= 0) ::close(probe_fd_);  // the loop thread has stopped
   if (closed_fd_ >= 0) ::close(closed_fd_);
 }
 
@@ -130,6 +150,11 @@ bool ClientConnection::send(std::string_view data) {
   return true;
 }
 
+uint64_t ClientConnection::bytesAcknowledged() const {
+  absl::MutexLock lock(&mutex_);
+  return acknowledged_;
+}
+
 void ClientConnection::shutdownWrite() {
   if (TcpConnectionPtr conn = connectionIfOpen()) {
     loop_->runInLoop([conn] { conn->shutdown(); });
@@ -154,20 +179,6 @@ void ClientConnection::close(absl::Duration timeout) {
     closed_in_time = mutex_.AwaitWithTimeout(absl::Condition(&done), timeout);
   }
   if (!closed_in_time) conn->forceClose();
-}
-
-uint64_t ClientConnection::bytesReceived() const {
-  absl::MutexLock lock(&mutex_);
-  return received_;
-}
-
-bool ClientConnection::waitForReceived(uint64_t n, absl::Duration timeout) {
-  absl::MutexLock lock(&mutex_);
-  auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    return received_ >= n || state_ != State::kConnected;
-  };
-  mutex_.AwaitWithTimeout(absl::Condition(&reached), timeout);
-  return received_ >= n;
 }
 
 void ClientConnection::waitClosed() {
@@ -207,15 +218,23 @@ void ClientConnection::runOnLoopAndWait(const std::function<void()>& fn) {
 
 void ClientConnection::onConnection(const TcpConnectionPtr& conn) {
   if (conn->connected()) {
+    // The connection closes its fd before it reports the close; this duplicate keeps the socket,
+    // and so its TCP_INFO, until we have read it below. It is never polled: the engine watches the
+    // connection's own fd, which the connection takes out of the engine before closing.
+    probe_fd_ = ::fcntl(conn->fd(), F_DUPFD_CLOEXEC, 0);
     absl::MutexLock lock(&mutex_);
     state_ = State::kConnected;
     conn_ = conn;
     return;
   }
+  const uint64_t acknowledged = acknowledgedBytes(probe_fd_, conn->bytesSent());
+  if (probe_fd_ >= 0) ::close(probe_fd_);  // the socket's last reference: our FIN or RST goes now
+  probe_fd_ = -1;
   {
     absl::MutexLock lock(&mutex_);
     state_ = State::kClosed;
     conn_.reset();
+    acknowledged_ = acknowledged;
   }
   uint64_t one = 1;
   ssize_t ignored = ::write(closed_fd_, &one, sizeof one);
@@ -223,7 +242,6 @@ void ClientConnection::onConnection(const TcpConnectionPtr& conn) {
 }
 
 void ClientConnection::onMessage(const TcpConnectionPtr& conn, Buffer* buf) {
-  const size_t n = buf->readableBytes();
   bool ok;
   {
     absl::MutexLock lock(&mutex_);
@@ -233,11 +251,7 @@ void ClientConnection::onMessage(const TcpConnectionPtr& conn, Buffer* buf) {
   // backpressure we want.
   if (ok) ok = sink_(buf->view());
   buf->retrieveAll();
-  if (ok) {
-    absl::MutexLock lock(&mutex_);
-    received_ += n;
-    return;
-  }
+  if (ok) return;
   {
     absl::MutexLock lock(&mutex_);
     sink_failed_ = true;

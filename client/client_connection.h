@@ -49,15 +49,16 @@ class ClientConnection {
   // Queues bytes for the server, first waiting while more than max_unsent bytes are still
   // unwritten. False once the connection has closed (the bytes are dropped).
   bool send(std::string_view data);
+  // Once closed(): how many of the bytes send() took the server's TCP acknowledged, asked of the
+  // socket as it closed (the bytes written to it, where that cannot be asked). Short of all that
+  // send() took, the rest was lost with the connection. Bytes the server's kernel acknowledged and
+  // its program then dropped unread (closing with a reset) are not seen. 0 before the close.
+  uint64_t bytesAcknowledged() const;
   // Shuts down the write side once everything sent before has been written; reading goes on.
   void shutdownWrite();
   // Graceful close: stops reading, flushes, closes. Waits up to `timeout`, then closes at once.
   void close(absl::Duration timeout);
 
-  uint64_t bytesReceived() const;
-  // Waits until at least `n` bytes were received in all, the connection closed, or `timeout`.
-  // True when `n` was reached.
-  bool waitForReceived(uint64_t n, absl::Duration timeout);
   void waitClosed();
   bool closed() const;
   // Closed, and not by close(): the server closed or reset it.
@@ -94,13 +95,16 @@ class ClientConnection {
   TcpConnectionPtr conn_ ABSL_GUARDED_BY(mutex_);
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;  // close() asked for it
   bool sink_failed_ ABSL_GUARDED_BY(mutex_) = false;
-  uint64_t received_ ABSL_GUARDED_BY(mutex_) = 0;
   // Unsent bytes = handed to the loop but not yet given to the connection (handed_ - processed_)
   // + what the connection's output buffer held after the last send (output_pending_). The output
   // buffer is only re-measured when it has drained completely, so this over-counts, never under.
   uint64_t handed_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t processed_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t output_pending_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t acknowledged_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Loop thread: a duplicate of the connection's fd, so that the socket outlives the connection's
+  // own close() until onConnection() has asked it how much the server acknowledged (see there).
+  int probe_fd_ = -1;
 };
 
 }  // namespace plexus::client

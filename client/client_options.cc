@@ -21,8 +21,11 @@ absl::StatusOr<ClientCommand> parseClientCommand(int argc, const char* const arg
       "Usage: plexus-client [OPTIONS]\n"
       "       plexus-client bench [OPTIONS]   (load generator; see plexus-client bench --help)\n"
       "Connects to a Plexus server. With a terminal on stdin, sends each line typed at the \"% \"\n"
-      "prompt and prints the reply (\"quit\" or Ctrl-D leaves). Otherwise streams stdin to the\n"
-      "server and every reply byte to stdout until the server closes.\n\n"
+      "prompt and prints whatever the server sends as it arrives, the prompt after it (\"quit\" or\n"
+      "Ctrl-D leaves). Otherwise streams stdin to the server and every reply byte to stdout until\n"
+      "the server closes.\n"
+      "Exit status: 0 done; 1 when it cannot connect, when the server closes before all of stdin\n"
+      "was sent, or on an I/O error; 2 bad options.\n\n"
       "Options");
   // clang-format off
   desc.add_options()

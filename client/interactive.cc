@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/fd_io.h"
 
 namespace plexus::client {
@@ -29,44 +30,51 @@ LineReader::Result LineReader::next(std::string* line) {
   }
 }
 
-int runInteractive(ClientConnection& conn, int in_fd, int out_fd) {
+int runInteractive(ClientConnection& conn, Console& console, int in_fd) {
   constexpr absl::Duration kCloseWait = absl::Seconds(2);
   LineReader reader(in_fd, conn.closedFd());
   std::string line;
   for (;;) {
-    if (!writeAll(out_fd, kPrompt)) return 1;
-    LineReader::Result r = reader.next(&line);
-    if (r == LineReader::Result::kWoken) {
-      writeAll(out_fd, "\n");  // end the prompt's line
-      break;
+    if (!console.prompt()) {
+      reportError(absl::StrCat("writing stdout: ", std::strerror(errno)));
+      conn.close(kCloseWait);
+      return 1;
     }
+    LineReader::Result r = reader.next(&line);
+    if (r == LineReader::Result::kWoken) break;
     if (r == LineReader::Result::kError) {
+      console.leave();
       reportError(absl::StrCat("reading stdin: ", std::strerror(errno)));
       conn.close(kCloseWait);
       return 1;
     }
     const bool eof = r == LineReader::Result::kEof;
     if (eof && line.empty()) {
-      writeAll(out_fd, "\n");
+      console.leave();
       conn.close(kCloseWait);
       return 0;
     }
+    // Enter took the cursor to a new line. Ctrl-D ending a line did not: leave() ends it.
+    if (eof) {
+      console.leave();
+    } else {
+      console.lineEntered();
+    }
     if (absl::StripAsciiWhitespace(line) == "quit") {
+      console.leave();
       conn.close(kCloseWait);
       return 0;
     }
     line.push_back('\n');
-    const uint64_t expected = conn.bytesReceived() + line.size();
+    // No waiting for a reply: the sink prints whatever comes, and the prompt is shown again now.
     if (!conn.send(line)) break;
-    conn.waitForReceived(expected, kReplyWait);
     if (eof) {
       conn.close(kCloseWait);
       return 0;
     }
-    if (conn.closed()) break;
   }
   if (conn.sinkFailed()) return 1;
-  writeAll(out_fd, "connection closed by server\n");
+  console.notice("connection closed by server");
   return 0;
 }
 

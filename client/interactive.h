@@ -1,20 +1,15 @@
 #pragma once
-// Interactive mode (stdin is a terminal): a "% " prompt, one line sent per Enter, the reply printed
-// as it arrives. "quit" or EOF (Ctrl-D) closes the connection gracefully.
+// Interactive mode (stdin is a terminal): a "% " prompt, one line sent per Enter. The protocol is
+// not known, so nothing waits for a reply: whatever the server sends (one reply, several, none, or
+// a message of its own) is printed as it arrives, through the Console, which puts the prompt back
+// after it. "quit" or EOF (Ctrl-D) closes the connection gracefully.
 
 #include <string>
-#include <string_view>
-
-#include "absl/time/time.h"
 
 #include "client/client_connection.h"
+#include "client/console.h"
 
 namespace plexus::client {
-
-inline constexpr std::string_view kPrompt = "% ";
-// How long to wait for a reply as long as the line sent before showing the next prompt. Replies
-// that come later are still printed, only after the prompt.
-inline constexpr absl::Duration kReplyWait = absl::Seconds(2);
 
 // Splits what `fd` delivers into lines. next() blocks until a whole line arrived, EOF, an error,
 // or `wake_fd` became readable (the connection closed).
@@ -33,8 +28,9 @@ class LineReader {
   std::string pending_;
 };
 
-// Runs the prompt loop. The connection's sink prints the replies to `out_fd` as well. Returns the
-// exit status: 0 after quit, EOF or the server closing ("connection closed by server" is printed).
-int runInteractive(ClientConnection& conn, int in_fd, int out_fd);
+// Runs the prompt loop on `console`, which the connection's sink prints the server's output to as
+// well. Returns the exit status: 0 after quit, EOF or the server closing ("connection closed by
+// server" is printed); 1 when stdin or stdout fails.
+int runInteractive(ClientConnection& conn, Console& console, int in_fd);
 
 }  // namespace plexus::client

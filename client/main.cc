@@ -3,7 +3,8 @@
 //   plexus-client [-s HOST] [-p PORT] [--connect-timeout S] [--retry N]
 //   plexus-client bench [-s HOST] [-p PORT] [--connections C] [--size S] ...   (see bench.h)
 //
-// Exit status: 0 done, 1 connect or I/O failure, 2 bad command line.
+// Exit status: 0 done; 1 connect or I/O failure, or a server that closed before all of stdin was
+// sent; 2 bad command line.
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "client/bench.h"
 #include "client/client_connection.h"
 #include "client/client_options.h"
+#include "client/console.h"
 #include "client/fd_io.h"
 #include "client/interactive.h"
 #include "client/streaming.h"
@@ -58,9 +60,12 @@ int runConnect(int argc, const char* const argv[]) {
     return kExitFailure;
   }
 
-  // Replies go straight to stdout with write(2), from the connection's loop thread, as they arrive.
-  auto sink = [](std::string_view data) {
-    if (writeAll(STDOUT_FILENO, data)) return true;
+  // Replies go to stdout with write(2), from the connection's loop thread, as they arrive: straight
+  // when streaming; through the console, which keeps them and the prompt apart, when interactive.
+  const bool interactive = ::isatty(STDIN_FILENO) != 0;
+  Console console(STDOUT_FILENO, ::isatty(STDOUT_FILENO) != 0);
+  auto sink = [interactive, &console](std::string_view data) {
+    if (interactive ? console.print(data) : writeAll(STDOUT_FILENO, data)) return true;
     reportError(absl::StrCat("writing stdout: ", std::strerror(errno)));
     return false;
   };
@@ -72,8 +77,8 @@ int runConnect(int argc, const char* const argv[]) {
     reportError(absl::StrFormat("cannot connect to %s: %s", server->toIpPort(), st.message()));
     return kExitFailure;
   }
-  return ::isatty(STDIN_FILENO) ? runInteractive(conn, STDIN_FILENO, STDOUT_FILENO)
-                                : runStreaming(conn, STDIN_FILENO);
+  return interactive ? runInteractive(conn, console, STDIN_FILENO)
+                     : runStreaming(conn, STDIN_FILENO);
 }
 
 }  // namespace

@@ -255,6 +255,104 @@ TEST(BenchRunTest, ConnectionsTheServerClosesAreDisconnects) {
   EXPECT_EQ(r->unanswered, 4u);  // the first message of each
 }
 
+// Measuring nothing is a failure, and the reason says what the bench saw.
+TEST(BenchRunTest, AServerClosingEveryConnectionAtOnceFailsTheRun) {
+  ServerHarness h(serverOptions(), [](TcpServer& s) {
+    s.setConnectionCallback([](const TcpConnectionPtr& conn) {
+      if (conn->connected()) conn->forceClose();
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.duration_s = 0.2;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->connected, 4);
+  EXPECT_EQ(r->disconnects, 4u);
+  EXPECT_EQ(r->messages, 0u);
+  EXPECT_EQ(r->completed, 0u);
+  EXPECT_EQ(benchExitStatus(*r), 1);
+  EXPECT_EQ(benchFailure(*r),
+            "bench measured 0 messages: the server closed all 4 connections before any reply came "
+            "back");
+}
+
+TEST(BenchRunTest, AServerThatNeverRepliesFailsTheRun) {
+  ServerHarness h(serverOptions(), [](TcpServer& s) {
+    s.setMessageCallback([](const TcpConnectionPtr&, Buffer* buf) { buf->retrieveAll(); });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 4;
+  o.duration_s = 0.2;  // then up to 2 s of drain, waiting for the replies in flight
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->connected, 4);
+  EXPECT_EQ(r->messages, 0u);
+  EXPECT_EQ(r->sent, 4u);  // closed loop: one each, never answered
+  EXPECT_EQ(r->unanswered, 4u);
+  EXPECT_EQ(benchExitStatus(*r), 1);
+  EXPECT_EQ(benchFailure(*r),
+            "bench measured 0 messages: no reply came back (4 messages sent on 4 connections)");
+}
+
+TEST(BenchRunTest, AServerAnsweringShortFailsTheRun) {
+  ServerHarness h(serverOptions(), [](TcpServer& s) {
+    s.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* buf) {
+      for (; buf->readableBytes() >= 16; buf->retrieve(16)) conn->send("+OK\n");  // per message
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 1;
+  o.duration_s = 0.2;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 0u);
+  EXPECT_EQ(benchExitStatus(*r), 1);
+  EXPECT_EQ(benchFailure(*r),
+            "bench measured 0 messages: no reply was as long as the message sent (4 bytes came "
+            "back for 1 message of 16 B on 1 connection)");
+}
+
+TEST(BenchRunTest, FailureReasonsFromTheCounters) {
+  BenchResult r;
+  r.server = "127.0.0.1:1";
+  r.connections = 3;
+  r.size = 16;
+  EXPECT_EQ(benchFailure(r), "no connection to 127.0.0.1:1 could be made");
+  r.first_connect_error = "Connection refused";
+  EXPECT_EQ(benchFailure(r), "no connection could be made: Connection refused");
+  r.connected = 3;
+  r.sent = 3;
+  r.disconnects = 1;
+  EXPECT_EQ(benchFailure(r),
+            "bench measured 0 messages: no reply came back (3 messages sent on 3 connections; the "
+            "server closed 1 of them)");
+  r.completed = 7;  // all in the warm-up
+  EXPECT_EQ(benchFailure(r),
+            "bench measured 0 messages: no round trip completed inside the measured window (7 "
+            "outside it)");
+  r.disconnects = 3;
+  EXPECT_EQ(benchFailure(r),
+            "bench measured 0 messages: the server closed all 3 connections before the measured "
+            "window");
+  r.connected = 1;
+  r.disconnects = 1;
+  r.completed = 0;
+  EXPECT_EQ(benchFailure(r),
+            "bench measured 0 messages: the server closed the connection before any reply came "
+            "back");
+  r.disconnects = 0;
+  r.messages = 5;
+  EXPECT_EQ(benchFailure(r), "");
+  EXPECT_EQ(benchExitStatus(r), 0);
+  r.mismatches = 2;
+  EXPECT_EQ(benchFailure(r), "2 echoed messages differ from what was sent");
+  EXPECT_EQ(benchExitStatus(r), 1);
+}
+
 TEST(BenchRunTest, NoServerMeansConnectErrorsAndExitOne) {
   BenchOptions o;
   o.port = testing::freePort();

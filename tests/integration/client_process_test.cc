@@ -1,7 +1,10 @@
 // Runs build/bin/plexus-client as a process against an echo server process (plexus-server with the
 // echo plugin, or examples/embed_echo when the server is not built): stdin streaming, binary data,
-// errors and exit codes, and the interactive mode on a pseudo-terminal.
+// errors and exit codes, and the interactive mode on a pseudo-terminal. Then against scripted
+// servers that are not echo servers: streaming to a server that stops reading and closes, and
+// `plexus-client bench` against servers that close at once or never reply.
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -12,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "integration/child_process.h"
+#include "support/scripted_server.h"
 #include "support/test_util.h"
 
 namespace plexus::testing {
@@ -21,6 +25,7 @@ using child::Child;
 using child::Outcome;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 
 const std::string kBin = PLEXUS_BIN_DIR;
@@ -199,6 +204,145 @@ TEST_F(ClientErrorsTest, VersionAndHelp) {
   EXPECT_EQ(o.status, 0);
   EXPECT_THAT(o.out, HasSubstr("--server"));
   EXPECT_THAT(o.out, HasSubstr("--connect-timeout"));
+}
+
+// Streaming to servers that are not echo servers. The client must say so, and fail, when the
+// server closed before it had sent all of stdin.
+class ClientStreamingTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(executable(kClient)) << kClient; }
+
+  // Runs the client with `input` on a pipe.
+  Outcome runPiped(const ScriptedServer& server, const std::string& input) {
+    Child c = Child::spawn({kClient, "-p", std::to_string(server.port())});
+    return child::communicate(c, input);
+  }
+  // Runs the client with stdin redirected from a file holding `input`.
+  Outcome runFromFile(const ScriptedServer& server, const std::string& input) {
+    const std::string path =
+        ::testing::TempDir() + "plexus_client_input_" + std::to_string(server.port());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << path;
+    EXPECT_TRUE(child::writeTo(fd, input));
+    ::close(fd);
+    Child c = Child::spawn(
+        {"/bin/sh", "-c", "exec \"$0\" -p \"$1\" < \"$2\"", kClient,
+         std::to_string(server.port()), path},
+        {.pipe_stdin = false});
+    Outcome o = child::communicate(c, "");
+    ::unlink(path.c_str());
+    return o;
+  }
+};
+
+// The error line when the server closed first: how much was sent, and how much there was when the
+// client had read all of stdin.
+const char kClosedEarly[] =
+    "plexus-client: error: connection closed by server before all input was sent "
+    "\\(sent [0-9]+ (of [0-9]+ bytes|bytes, and stdin had not ended)\\)\n";
+
+// The server reads 4 KiB of a 32 MiB upload and closes with the rest unread (a reset): the client
+// fails a send or a read mid-stream.
+TEST_F(ClientStreamingTest, ServerResettingMidStreamExitsOne) {
+  ScriptedServer server([](int fd) { readExactly(fd, 4096); });
+  ASSERT_TRUE(server.listening());
+  Outcome o = runPiped(server, randomBytes(32 << 20, 11));
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex(kClosedEarly));
+  EXPECT_EQ(o.out, "");
+}
+
+// The server reads 4 KiB, shuts down its write side and reads on: the client sees a graceful EOF
+// while it still has input.
+TEST_F(ClientStreamingTest, ServerHalfClosingMidStreamExitsOne) {
+  ScriptedServer server([](int fd) {
+    readExactly(fd, 4096);
+    ::shutdown(fd, SHUT_WR);
+    readUntilEof(fd);
+  });
+  ASSERT_TRUE(server.listening());
+  Outcome o = runPiped(server, randomBytes(32 << 20, 12));
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex(kClosedEarly));
+}
+
+// A file of 8 MiB, and one of 512 KiB that the client may read whole, and even write whole to its
+// socket, before it sees the reset: the server's TCP acknowledged only part of either.
+TEST_F(ClientStreamingTest, ServerClosingBeforeAFileWasSentExitsOne) {
+  ScriptedServer server([](int fd) { readExactly(fd, 4096); });
+  ASSERT_TRUE(server.listening());
+  for (size_t size : {size_t{8} << 20, size_t{512} << 10}) {
+    Outcome o = runFromFile(server, randomBytes(size, size));
+    EXPECT_EQ(o.status, 1) << size << ": " << o.err;
+    EXPECT_THAT(o.err, MatchesRegex(kClosedEarly)) << size;
+  }
+}
+
+// Not an echo: the server reads to EOF, answers with the byte count and closes. Everything was
+// sent, so the client succeeds, with the reply on stdout.
+TEST_F(ClientStreamingTest, ServerAnsweringAfterOurEofExitsZero) {
+  ScriptedServer server([](int fd) {
+    const std::string all = readUntilEof(fd);
+    writeAll(fd, absl::StrCat(all.size(), " bytes\n"));
+  });
+  ASSERT_TRUE(server.listening());
+  const std::string data = randomBytes(8 << 20, 13);
+  Outcome o = runPiped(server, data);
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, absl::StrCat(data.size(), " bytes\n"));
+  EXPECT_EQ(o.err, "");
+  o = runFromFile(server, data);
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, absl::StrCat(data.size(), " bytes\n"));
+  EXPECT_EQ(o.err, "");
+}
+
+// The server reads the one line there is, answers and closes without waiting for our EOF. All of
+// stdin (a file, so its end is there to see) was sent: success.
+TEST_F(ClientStreamingTest, ServerClosingRightAfterTheWholeInputExitsZero) {
+  ScriptedServer server([](int fd) {
+    std::string pending, line;
+    if (readLine(fd, &pending, &line)) writeAll(fd, "bye\n");
+  });
+  ASSERT_TRUE(server.listening());
+  for (int i = 0; i < 5; ++i) {
+    Outcome o = runFromFile(server, "hi\n");
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_EQ(o.out, "bye\n");
+    EXPECT_EQ(o.err, "");
+  }
+}
+
+// `plexus-client bench` against servers that make it measure nothing: exit 1 and one line saying
+// why.
+class ClientBenchTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(executable(kClient)) << kClient; }
+  Outcome runBench(const ScriptedServer& server) {
+    Child c = Child::spawn({kClient, "bench", "-p", std::to_string(server.port()), "--connections",
+                            "3", "--threads", "1", "--duration", "0.2", "--warmup", "0", "-q"});
+    return child::communicate(c, "");
+  }
+};
+
+TEST_F(ClientBenchTest, ServerThatClosesAtOnceExitsOne) {
+  ScriptedServer server([](int) {});  // accepts, and closes
+  ASSERT_TRUE(server.listening());
+  Outcome o = runBench(server);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: the server "
+                                  "closed all 3 connections before any reply came back\n"));
+  EXPECT_THAT(o.out, HasSubstr("round trips  0"));
+}
+
+TEST_F(ClientBenchTest, ServerThatNeverRepliesExitsOne) {
+  ScriptedServer server([](int fd) { readUntilEof(fd); });  // reads everything, answers nothing
+  ASSERT_TRUE(server.listening());
+  Outcome o = runBench(server);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: no reply came "
+                                  "back \\(3 messages sent on 3 connections\\)\n"));
+  EXPECT_EQ(server.accepted(), 3);
 }
 
 }  // namespace
