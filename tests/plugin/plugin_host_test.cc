@@ -43,6 +43,7 @@ struct Counters {
   std::atomic<int> drained{0};
   std::atomic<int> closes{0};
   std::atomic<int> reentered{0};  // onClose while another callback of the same handler ran
+  std::atomic<int> lost_input{0};  // a view of the input changed under a close()/abort()
 };
 
 // Runs one command per line: "info", "echo TEXT", "bye" (reply, then close), "abort", "big" (8 MiB
@@ -59,11 +60,12 @@ class ScriptedHandler final : public ProtocolHandler {
       explicit InCallback(bool& f) : flag(f) { flag = true; }
       ~InCallback() { flag = false; }
     } in_callback(in_callback_);
+    // Parses in place, as a protocol parser does: each line is a view into `input`, consumed only
+    // after its command ran, so the view must stay valid through close() and abort().
     size_t eol;
     while ((eol = input.view().find('\n')) != std::string_view::npos) {
-      std::string line(input.view().substr(0, eol));
+      run(session, input.view().substr(0, eol));
       input.retrieve(eol + 1);
-      run(session, line);
     }
   }
   void onDrained(Session& session) override { ++counters_->drained; }
@@ -73,21 +75,23 @@ class ScriptedHandler final : public ProtocolHandler {
   }
 
  private:
-  void run(Session& session, const std::string& line) {
+  void run(Session& session, std::string_view line) {
     if (line == "info") {
       session.send(absl::StrFormat("id=%d peer=%s pending=%d loop=%d\n", session.id(),
                                    session.peerAddress(), session.pendingOutputBytes(),
                                    session.loop() == EventLoop::current() ? 1 : 0));
     } else if (line.rfind("echo ", 0) == 0) {
       Buffer reply;
-      reply.append(line.substr(5) + "\n");
+      reply.append(std::string(line.substr(5)) + "\n");
       session.send(reply);
       if (!reply.empty()) throw std::logic_error("send(Buffer&) left bytes behind");
     } else if (line == "bye") {
       session.send("ok\n");
       session.close();
+      if (line != "bye") ++counters_->lost_input;  // the view must still read "bye"
     } else if (line == "abort") {
       session.abort();
+      if (line != "abort") ++counters_->lost_input;
     } else if (line == "big") {
       session.send(std::string(kBigReply, 'x'));
     } else if (line == "throw") {
@@ -269,6 +273,7 @@ TEST_P(PluginHostTest, CloseOrAbortMidInputKeepsTheInputValid) {
     EXPECT_TRUE(waitUntil([&] { return counters().closes == before + 1; }));
   }
   EXPECT_EQ(counters().reentered, 0);
+  EXPECT_EQ(counters().lost_input, 0);
 }
 
 TEST_P(PluginHostTest, DrainedAfterALargeReply) {
