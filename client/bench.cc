@@ -81,6 +81,8 @@ class Runner {
       waitTraffic(t0);
     }
     const Clock::time_point finished = Clock::now();
+    r.stalled = stalled_;
+    r.stall_timeout_s = opts_.stall_timeout_s;
 
     Clock::time_point last_completion{};
     for (auto& w : workers_) {
@@ -203,12 +205,26 @@ class Runner {
     Clock::time_point next_tick = t0 + 1s;
     uint64_t last_completed = 0;
     Clock::time_point last_tick = t0;
+    // --count has no end of its own: a server that stops answering must not hang the run.
+    const Duration stall_timeout = fromSeconds(opts_.stall_timeout_s);
+    uint64_t progress_seen = 0;
+    Clock::time_point last_progress = t0;
     for (;;) {
       Clock::time_point deadline = next_tick;
       if (timed) deadline = std::min(deadline, Clock::now() < end ? end : drain_deadline);
+      if (!timed) deadline = std::min(deadline, last_progress + stall_timeout);
       if (waitUntil(shared_.allDone(), deadline)) return;
       const Clock::time_point now = Clock::now();
       if (timed && now >= drain_deadline) return;
+      if (!timed) {
+        if (const uint64_t c = completed(); c != progress_seen) {
+          progress_seen = c;
+          last_progress = now;
+        } else if (now - last_progress >= stall_timeout) {
+          stalled_ = true;
+          return;
+        }
+      }
       if (now < next_tick) continue;
       const uint64_t done = completed();
       const double rate = static_cast<double>(done - last_completed) / Seconds(now - last_tick).count();
@@ -235,6 +251,7 @@ class Runner {
   BenchShared shared_;
   const int threads_;
   Clock::time_point measure_start_;
+  bool stalled_ = false;  // --count: gave up waiting (see waitTraffic)
   // Declared last: destroyed first, while the plan and the shared state still exist.
   std::vector<std::unique_ptr<BenchWorker>> workers_;
   std::vector<int> idle_fds_;  // closed by the destructor

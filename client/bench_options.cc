@@ -93,6 +93,8 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
      "seconds to measure, after the warm-up")
     ("count,n", po::value<int64_t>(&count),
      "round trips per connection instead of --duration (no warm-up unless --warmup is given)")
+    ("stall-timeout", po::value<double>(&o.stall_timeout_s)->default_value(o.stall_timeout_s),
+     "with --count: give up (exit 1) when no round trip completes for this many seconds")
     ("threads,t", po::value<int>(&threads)->default_value(threads), "client loop threads")
     ("warmup", po::value<double>(&warmup_s),
      "seconds of traffic before measuring, excluded from all figures (default 1)")
@@ -167,6 +169,9 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
         absl::StrFormat("bad --ramp-up %g (expected connections per second, >= 0)", o.ramp_up));
   }
   if (absl::Status s = checkSeconds("connect-timeout", timeout_s, false, 3600); !s.ok()) return s;
+  if (absl::Status s = checkSeconds("stall-timeout", o.stall_timeout_s, false, 86400); !s.ok()) {
+    return s;
+  }
   o.connect_timeout = std::max(std::chrono::milliseconds(1),
                                std::chrono::milliseconds(std::llround(timeout_s * 1000)));
 

@@ -21,6 +21,7 @@ struct BenchOptions {
   int threads = 1;                // client loop threads; the parser defaults it to the core count
   double warmup_s = 1;            // excluded from all figures
   uint64_t count = 0;             // > 0: round trips per connection instead of a duration
+  double stall_timeout_s = 10;    // with count: give up when no round trip completes this long
   double rate = 0;                // > 0: open loop, messages per second over all connections
   bool verify = false;            // check every echoed byte
   bool json = false;              // one JSON object on stdout instead of the summary

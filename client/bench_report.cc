@@ -147,7 +147,16 @@ std::string benchFailure(const BenchResult& r) {
                ? absl::StrFormat("no connection to %s could be made", r.server)
                : absl::StrCat("no connection could be made: ", r.first_connect_error);
   }
-  if (r.messages == 0) return absl::StrCat("bench measured 0 messages: ", nothingMeasured(r));
+  if (r.messages == 0) {
+    std::string why = absl::StrCat("bench measured 0 messages: ", nothingMeasured(r));
+    if (r.stalled) absl::StrAppendFormat(&why, "; gave up after %g s of waiting", r.stall_timeout_s);
+    return why;
+  }
+  if (r.stalled) {
+    return absl::StrFormat(
+        "bench gave up: no round trip completed for %g s (%d of %d round trips done)",
+        r.stall_timeout_s, r.completed, r.count * static_cast<uint64_t>(r.connected));
+  }
   if (r.mismatches > 0) {
     return absl::StrFormat("%d echoed messages differ from what was sent", r.mismatches);
   }

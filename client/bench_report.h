@@ -41,6 +41,9 @@ struct BenchResult {
   uint64_t sent = 0;            // messages sent
   uint64_t completed = 0;       // round trips completed
   uint64_t bytes_received = 0;  // reply bytes
+  // --count only: the run gave up after stall_timeout_s without a round trip completing.
+  bool stalled = false;
+  double stall_timeout_s = 0;
 };
 
 // Several lines, each ending in '\n'.

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -318,9 +319,12 @@ TEST_F(ClientStreamingTest, ServerClosingRightAfterTheWholeInputExitsZero) {
 class ClientBenchTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(executable(kClient)) << kClient; }
-  Outcome runBench(const ScriptedServer& server) {
-    Child c = Child::spawn({kClient, "bench", "-p", std::to_string(server.port()), "--connections",
-                            "3", "--threads", "1", "--duration", "0.2", "--warmup", "0", "-q"});
+  Outcome runBench(const ScriptedServer& server,
+                   std::vector<std::string> mode = {"--duration", "0.2", "--warmup", "0"}) {
+    std::vector<std::string> args = {kClient, "bench", "-p", std::to_string(server.port()),
+                                     "--connections", "3", "--threads", "1", "-q"};
+    args.insert(args.end(), mode.begin(), mode.end());
+    Child c = Child::spawn(args);
     return child::communicate(c, "");
   }
 };
@@ -343,6 +347,30 @@ TEST_F(ClientBenchTest, ServerThatNeverRepliesExitsOne) {
   EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: no reply came "
                                   "back \\(3 messages sent on 3 connections\\)\n"));
   EXPECT_EQ(server.accepted(), 3);
+}
+
+// --count has no end of its own: against a server that stops answering it gives up after
+// --stall-timeout instead of waiting for ever.
+TEST_F(ClientBenchTest, CountRunGivesUpWhenTheServerStopsAnswering) {
+  ScriptedServer silent([](int fd) { readUntilEof(fd); });
+  ASSERT_TRUE(silent.listening());
+  Outcome o = runBench(silent, {"--count", "5", "--stall-timeout", "0.3"});
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench measured 0 messages: no reply came "
+                                  "back \\(3 messages sent on 3 connections\\); gave up after "
+                                  "0.3 s of waiting\n"));
+
+  // Answers the first 16-byte message of each connection, then nothing more.
+  ScriptedServer once([](int fd) {
+    std::string first = readExactly(fd, 16);
+    writeAll(fd, first);
+    readUntilEof(fd);
+  });
+  ASSERT_TRUE(once.listening());
+  o = runBench(once, {"--count", "5", "--stall-timeout", "0.3"});
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_THAT(o.err, MatchesRegex("plexus-client: error: bench gave up: no round trip completed "
+                                  "for 0.3 s \\(3 of 15 round trips done\\)\n"));
 }
 
 }  // namespace
