@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -143,7 +144,10 @@ int Process::wait(milliseconds timeout) {
     if (r == 0) return -1;
   }
   int status = 0;
-  if (::waitpid(pid_, &status, 0) != pid_) return -1;
+  rusage usage{};
+  if (::wait4(pid_, &status, 0, &usage) != pid_) return -1;
+  cpu_at_exit_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                 static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   // The reader may still be behind: stderr is complete at its EOF.
   std::unique_lock<std::mutex> lock(mu_);

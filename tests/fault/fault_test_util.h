@@ -54,6 +54,8 @@ class Process {
   // Once it has exited, stderrText() is complete.
   int wait(milliseconds timeout);
   bool running() { return wait(milliseconds(0)) == -1; }
+  // CPU time (user + system) it used in all, once wait() has seen it exit; else -1.
+  double cpuSecondsAtExit() const { return cpu_at_exit_; }
   void signal(int sig);
   // Waits until stderr contains `needle` (or EOF, or the deadline).
   bool waitForStderr(const std::string& needle, milliseconds timeout);
@@ -64,6 +66,7 @@ class Process {
 
   pid_t pid_ = -1;
   int status_ = -1;
+  double cpu_at_exit_ = -1;
   std::thread reader_;
   std::mutex mu_;
   std::condition_variable cv_;
