@@ -28,7 +28,7 @@ const std::string kServer = std::string(PLEXUS_BIN_DIR) + "/plexus-server";
 
 // Sanitizer builds run slower: their deadlines are longer.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kSlowdown = 3;
+constexpr int kSlowdown = 2;
 #else
 constexpr int kSlowdown = 1;
 #endif
