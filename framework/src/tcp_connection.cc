@@ -251,17 +251,25 @@ void TcpConnection::handlePeerClosed() {
 
 void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
-  ssize_t n;
-  do {
-    n = detail::sys::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
+  // Edge-triggered: write until the output is empty or the socket says EAGAIN; a short write alone
+  // does not prove the socket full, and no new edge would come while it has room.
+  const bool edge = getLoop()->edgeTriggered();
+  for (;;) {
+    const ssize_t n =
+        detail::sys::send(channel_.fd(), output_.peek(), output_.readableBytes(), MSG_NOSIGNAL);
     getLoop()->counters().write_calls.add();
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK) writeFailed(errno);
-    return;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        writeFailed(errno);
+        return;
+      }
+      break;
+    }
+    noteSent(static_cast<size_t>(n));
+    output_.retrieve(static_cast<size_t>(n));
+    if (!edge || output_.empty()) break;
   }
-  noteSent(static_cast<size_t>(n));
-  output_.retrieve(static_cast<size_t>(n));
   if (output_.empty()) {
     if (absl::Status s = channel_.disableWriting(); !s.ok()) {
       interestFailed(s);

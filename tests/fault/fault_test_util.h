@@ -77,7 +77,7 @@ class Process {
 
 struct ServerSpec {
   std::string engine;      // epoll, poll, select
-  std::string epoll_mode;  // oneshot, level, edge
+  std::string epoll_mode;  // oneshot, level, edge (epoll only)
   int threads = 1;
 };
 
