@@ -193,7 +193,10 @@ TEST(BenchRunTest, ClosedLoopDurationMeasuresTheWindowOnly) {
   o.warmup_s = 0.1;
   auto r = run(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_GT(r->messages, 0u);
+  EXPECT_GT(r->messages, 0u) << "connected " << r->connected << ", connect errors "
+                             << r->connect_errors << " (" << r->first_connect_error
+                             << "), disconnects " << r->disconnects << ", sent " << r->sent
+                             << ", completed " << r->completed;
   EXPECT_DOUBLE_EQ(r->duration_s, 0.3);
   EXPECT_DOUBLE_EQ(r->msgs_per_sec, static_cast<double>(r->messages) / 0.3);
   EXPECT_EQ(r->latency.count(), r->messages);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace plexus::testing {
@@ -32,7 +33,7 @@ bool screenEndsWith(const std::vector<std::string>& lines, const std::vector<std
 }
 
 std::string showScreen(const std::vector<std::string>& lines) {
-  return "|" + absl::StrJoin(lines, "|\n|") + "|";
+  return absl::StrCat("|", absl::StrJoin(lines, "|\n|"), "|");
 }
 
 }  // namespace plexus::testing
