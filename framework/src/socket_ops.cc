@@ -46,11 +46,6 @@ void setTcpNoDelay(int fd, bool on) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
 }
 
-void setKeepAlive(int fd, bool on) {
-  int v = on ? 1 : 0;
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v);
-}
-
 bool isSelfConnect(int fd) {
   InetAddress local = localAddressOf(fd);
   InetAddress peer = peerAddressOf(fd);

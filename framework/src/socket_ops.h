@@ -15,7 +15,6 @@ InetAddress peerAddressOf(int fd);
 // The pending error of a socket (SO_ERROR), 0 if none.
 int socketError(int fd);
 void setTcpNoDelay(int fd, bool on);
-void setKeepAlive(int fd, bool on);
 // True when a non-blocking connect reached itself (same local and peer address): Linux may do that
 // when connecting to a free port of loopback.
 bool isSelfConnect(int fd);
