@@ -93,7 +93,6 @@ absl::Status EventLoop::run() {
           const auto pause = std::chrono::milliseconds(1 << (failures - 1));
           LOG_ERROR("%s wait failed: %s; retrying in %d ms", engineDescription(),
                     n.status().message(), static_cast<int>(pause.count()));
-          runPendingFunctors();
           std::this_thread::sleep_for(pause);
         } else {
           gave_up = absl::Status(n.status().code(),

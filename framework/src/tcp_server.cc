@@ -66,7 +66,8 @@ absl::Status TcpServer::start() {
     per_loop_.push_back(std::make_unique<LoopConnections>(this, loop));
     if (loop == base_loop_) continue;  // its owner handles its failure
     loop->runInLoop([this, loop, alive = std::weak_ptr<const bool>(alive_), init = thread_init_] {
-      // Runs on the failed sub-loop's thread; the server deals with it on the base loop.
+      // Called on the sub-loop's thread if it gives up on its engine; the server deals with that
+      // on the base loop.
       loop->setFailureCallback([this, loop, alive](const absl::Status& why) {
         base_loop_->queueInLoop([this, loop, alive, why] {
           if (!alive.expired()) loopFailed(loop, why);
@@ -130,10 +131,10 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
       }
       lc->connections.erase(conn->id());
       releaseConnection(lc->loop);
-    } else if (lc->refused_in_burst > 1) {
-      LOG_WARN("taking connections again after refusing %u more", lc->refused_in_burst - 1);
-      lc->refused_in_burst = 0;
     } else {
+      if (lc->refused_in_burst > 1) {
+        LOG_WARN("taking connections again after refusing %u more", lc->refused_in_burst - 1);
+      }
       lc->refused_in_burst = 0;
     }
   });
