@@ -367,13 +367,13 @@ TEST(EventLoopTest, PersistentWaitFailureStopsTheLoopWithAnError) {
   absl::Notification ran;
   loop_ptr->queueInLoop([&] { ran.Notify(); });
   EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(faulty->dispatch_calls.load(), EventLoop::kMaxWaitFailures);  // never again
   loop_ptr->quit();
-  t.join();
+  t.join();  // the engine went with the loop
   EXPECT_EQ(reports, 1);
   EXPECT_FALSE(returned.ok());
   EXPECT_EQ(returned, reported);
   EXPECT_NE(returned.message().find("injected: epoll_wait"), std::string::npos) << returned;
-  EXPECT_EQ(faulty->dispatch_calls.load(), EventLoop::kMaxWaitFailures);  // never again
 }
 
 }  // namespace
