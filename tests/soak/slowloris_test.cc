@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "soak/soak_support.h"
 #include "support/test_util.h"
