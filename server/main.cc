@@ -4,6 +4,7 @@
 // up on its engine while serving (its waits kept failing); 2 for a bad option, a plugin that does
 // not load or an address it cannot listen on. Errors are one line on stderr.
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -77,6 +78,13 @@ int fail(const absl::Status& error) {
 
 int serve(const ServerConfig& config) {
   setLogLevel(config.log_level);
+
+  // Memory that stays flat over days. glibc raises its mmap threshold each time a large block it
+  // had mapped is freed (up to 32 MiB), so the large output buffers of bulk transfers then come
+  // from the heap and, fragmented, stay resident once freed: a 10-minute mixed soak grew 23 % in
+  // steps. Fixed at glibc's own default of 128 KiB, large buffers are mapped and returned to the
+  // kernel when freed. (A program, not the library: it is a process-wide setting.)
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so these
   // are only ever read from the signalfd, on the base loop. SIGHUP among them: its default action

@@ -214,13 +214,9 @@ TEST(MixedSoakTest, MixedTrafficKeepsMemoryAndFdsFlat) {
   const double warmup = std::min(60.0, duration / 5);  // "after the first minute"
   const double interval = std::clamp(duration / 120, 1.0, 5.0);
   ASSERT_GE(raiseFdLimit(1024), 512u);
-  // glibc raises its mmap threshold each time a large block it had mapped is freed (up to 32 MiB);
-  // blocks of that size then come from the heap and stay resident once freed, so the heap steps
-  // up for minutes, whenever large output buffers of several connections happen to coincide (a
-  // 10-minute run measured +22.7 % from minute 1 to 10, in steps, flat after minute 6). Fixed at
-  // its default of 128 KiB, large buffers are mapped and unmapped, and RSS follows what the server
-  // holds. (No effect under AddressSanitizer, whose allocator is its own.)
-  ServerProcess server({"--threads", "2"}, {"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072"});
+  // plexus-server fixes glibc's mmap threshold (see server/main.cc): without that, a 10-minute run
+  // measured +22.7 % from minute 1 to 10, in steps, as large output buffers came from the heap.
+  ServerProcess server({"--threads", "2"});
   ASSERT_TRUE(server.waitUntilListening()) << server.log();
   const int fds_before = server.fdCount();
   std::printf("mixed soak: %.0f s (PLEXUS_SOAK_SECONDS), samples every %.0f s, RSS reference "

@@ -164,7 +164,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
 
   void handleEvent(uint32_t revents) override;
   void handleRead(const TcpConnectionPtr& self, uint32_t revents);
-  void continueReading();
+  void queueNextTurn(const TcpConnectionPtr& self);
+  void continueTurn();
   void handleWrite(const TcpConnectionPtr& self);
   void handleClose();
   void handleError();
@@ -204,7 +205,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool write_shut_ = false;
   bool fd_open_ = true;
   bool in_event_ = false;        // handleEvent() is on the stack
-  bool read_queued_ = false;     // edge mode: continueReading() is queued (read budget spent)
+  bool turn_queued_ = false;     // edge mode: continueTurn() is queued (the turn's budget spent)
   Channel channel_;
   Buffer input_;
   Buffer output_;
