@@ -1,21 +1,37 @@
 #pragma once
-// The Plexus plugin API, version 2.
+// The Plexus plugin API, version 3.
 //
 // A protocol plugin is a shared object that exports one PluginDescriptor (see plugin_export.h). The
-// server loads it, checks the API version, calls `create` once with the --plugin-arg pairs to get a
-// PluginFactory, then asks the factory for one ProtocolHandler per connection.
+// server loads it, checks the API version and build signature, calls `create` once with the
+// --plugin-arg pairs to get a PluginFactory, tells the factory about each event loop that will run
+// its connections (onLoopStart), then asks it for one ProtocolHandler per connection.
 //
-// Threading: a handler belongs to its connection's loop thread; every callback of a handler, and
-// every Session call, happens on that thread. newHandler() is called on the loop thread of the new
-// connection, so a factory shared by several sub-reactors must be thread-safe there (most factories
-// only read their configuration).
+// Threads. There are three kinds of call:
+//   - loop thread: a handler belongs to its connection's loop thread; every callback of a handler,
+//     every Session call and every timer callback runs there. A factory's onLoopStart/onLoopStop
+//     and newHandler() for a loop run on that loop's thread, so per-loop state needs no lock.
+//   - any thread: DeferredReply::send() and the factory's create() (on the thread that loads it).
+//   - a factory is shared by all loops: what newHandler() reads must be safe to read from several
+//     loop threads at once (most factories only read their configuration).
 //
-// Errors: a handler callback that throws gets its connection closed and the error logged; the server
-// goes on serving every other connection.
+// Lifetimes. A handler lives from newHandler() until right after its onClose(); timers set
+// through its Session die with it (cancelled at the close, never called after onClose). The
+// factory, and the plugin library its code lives in, outlive every handler and every loop state.
+//
+// Errors: a handler callback (or a timer callback) that throws gets its connection closed and the
+// error logged; the server goes on serving every other connection.
+//
+// Version history: 1 (Plexus 0.1.0) had no build signature; 2 added it; 3 added timers, pausing
+// reads, deferred replies, slices and file ranges, per-loop hooks and the stop notice. The loader
+// refuses every other version with a one-line error naming both versions.
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -24,33 +40,124 @@ namespace plexus {
 class Buffer;
 class EventLoop;
 
-// 2: the descriptor carries the plugin's build signature. (1, in Plexus 0.1.0, had none.)
-inline constexpr uint32_t kPluginApiVersion = 2;
+inline constexpr uint32_t kPluginApiVersion = 3;
 
-// The connection as a handler sees it. Loop thread only.
+// A timer of one connection (Session::runAfter). 0 is no timer.
+using SessionTimerId = uint64_t;
+
+// The event loop a handler, or a factory's per-loop state, runs on.
+struct LoopInfo {
+  EventLoop* loop = nullptr;
+  // 0 .. count-1: a dense index for per-loop state (e.g. a std::vector sized in onLoopStart).
+  size_t index = 0;
+  // How many loops serve this plugin's listener.
+  size_t count = 1;
+};
+
+// A reply promised now and sent later, maybe from another thread: Session::deferReply() keeps its
+// place in the connection's output, and everything the handler sends after it waits behind it, so
+// pipelined replies go out in request order however they are computed.
+//
+// Thread safety: copyable; send() may be called from any thread, while the server runs (until the
+// factory's onLoopStop for the connection's loop has returned). The first send() fills the place;
+// later ones are ignored. When the last copy is destroyed unfilled, the place is filled with
+// nothing, so the replies behind it are not held forever. After the connection has closed, a
+// send() does nothing.
+class DeferredReply {
+ public:
+  // What a Session implementation provides; plugins never implement it.
+  class Slot {
+   public:
+    virtual ~Slot() = default;
+    // Any thread, at most once per slot (DeferredReply sees to it).
+    virtual void fill(std::string data, bool close_after) = 0;
+  };
+
+  DeferredReply() = default;
+  explicit DeferredReply(std::shared_ptr<Slot> slot) : state_(std::make_shared<State>(std::move(slot))) {}
+
+  // Sends `data` in the reply's place; with close_after the connection then closes gracefully, as
+  // Session::close() would (what was queued before the place still goes out; nothing after it).
+  void send(std::string data, bool close_after = false) const {
+    if (state_ && !state_->done.exchange(true, std::memory_order_acq_rel)) {
+      state_->slot->fill(std::move(data), close_after);
+    }
+  }
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  struct State {
+    explicit State(std::shared_ptr<Slot> s) : slot(std::move(s)) {}
+    ~State() {
+      if (!done.load(std::memory_order_acquire)) slot->fill(std::string(), false);
+    }
+    std::shared_ptr<Slot> slot;
+    std::atomic<bool> done{false};
+  };
+  std::shared_ptr<State> state_;
+};
+
+// The connection as a handler sees it. Loop thread only (DeferredReply aside).
 //
 // Closing: after close() or abort(), send() drops its bytes (close() still writes what was queued
-// before it), onData() is not called again, and onClose() follows once the connection has closed
-// (at once for abort(); after the flush for close()) — never while another callback of the
-// handler is running. The `input` an onData() call was given stays valid until that call returns,
-// even if it called close() or abort(). When the peer ends its side (EOF), the connection writes
-// what is queued, and what the handler still sends (from onDrained(), say), then closes.
+// before it), onData() is not called again, timers do not fire, and onClose() follows once the
+// connection has closed (at once for abort(); after the flush for close()) — never while another
+// callback of the handler is running. The `input` an onData() call was given stays valid until
+// that call returns, even if it called close() or abort(). When the peer ends its side (EOF), the
+// connection writes what is queued, and what the handler still sends (from onDrained(), a timer or
+// a deferred reply), then closes.
+//
+// Order: bytes reach the peer in the order they were sent, whatever mix of send(), sendSlices(),
+// sendFile() and deferred replies produced them.
 class Session {
  public:
   virtual ~Session() = default;
+
+  // --- Output ---
   // Queues bytes for the peer. Dropped once close() or abort() was called.
   virtual void send(std::string_view data) = 0;
   // Queues the readable bytes of `buf` for the peer and empties it (no copy when nothing is queued).
   virtual void send(Buffer& buf) = 0;
-  // Graceful close: stop reading, flush what is queued, then close.
+  // Sends several slices as one write (writev) without copying them together, e.g. a header and a
+  // body. What the socket does not take at once is copied into the output queue.
+  virtual void sendSlices(std::span<const std::string_view> slices) = 0;
+  // Sends `length` bytes of the file open as `fd`, from `offset` (sendfile), after what is queued.
+  // Takes ownership of `fd`: it is closed once the range is sent, or when the connection closes.
+  // A file that ends early (truncated meanwhile) closes the connection: the peer was promised
+  // `length` bytes. File bytes do not count towards the output buffer's high-water mark.
+  virtual void sendFile(int fd, uint64_t offset, uint64_t length) = 0;
+  // Reserves the place of a reply that will be sent later (see DeferredReply).
+  virtual DeferredReply deferReply() = 0;
+  // Bytes queued but not yet written to the socket, file ranges and deferred places included.
+  virtual size_t pendingOutputBytes() const = 0;
+
+  // --- Input ---
+  // Stops reading from the socket (and calling onData) until resumeReading(); e.g. while too much
+  // output is queued behind pipelined requests. Bytes already read stay in the input buffer.
+  virtual void pauseReading() = 0;
+  // Reads again. If unconsumed input is waiting, onData() is called with it soon (from the loop,
+  // never from inside resumeReading()), even if the peer sends nothing more.
+  virtual void resumeReading() = 0;
+  virtual bool readingPaused() const = 0;
+
+  // --- Timers ---
+  // Calls `cb` on the loop thread after `delay`, once, unless cancelled or the connection closed
+  // first. Returns an id for cancelTimer().
+  virtual SessionTimerId runAfter(std::chrono::nanoseconds delay, std::function<void()> cb) = 0;
+  // Cancels a timer of this session; an unknown or fired id is ignored.
+  virtual void cancelTimer(SessionTimerId id) = 0;
+
+  // --- Closing ---
+  // Graceful close: stop reading, flush what is queued (deferred places included), then close.
   virtual void close() = 0;
   // Closes now, dropping what is queued.
   virtual void abort() = 0;
+  virtual bool closing() const = 0;  // close() or abort() was called, or the connection closed
+
+  // --- About the connection ---
   virtual uint64_t id() const = 0;
   virtual std::string peerAddress() const = 0;  // "1.2.3.4:5678"
-  virtual EventLoop* loop() const = 0;
-  // Bytes queued but not yet written to the socket.
-  virtual size_t pendingOutputBytes() const = 0;
+  virtual const LoopInfo& loopInfo() const = 0;
 };
 
 // One per connection.
@@ -59,20 +166,31 @@ class ProtocolHandler {
   virtual ~ProtocolHandler() = default;
   virtual void onConnect(Session& session) { (void)session; }
   // New bytes arrived; they are appended to `input`. Retrieve what you consumed, leave the rest for
-  // the next call. Not called again after close() or abort() (see Session).
+  // the next call. Not called while reading is paused, nor after close() or abort().
   virtual void onData(Session& session, Buffer& input) = 0;
-  // Bytes that send() had to queue have all been written to the socket. A send the socket took
-  // whole reports nothing (pendingOutputBytes() is 0 right after it): a producer sends while
+  // Bytes that had to be queued have all been written to the socket. A send the socket took whole
+  // reports nothing (pendingOutputBytes() is 0 right after it): a producer sends while
   // pendingOutputBytes() is 0 and resumes here.
   virtual void onDrained(Session& session) { (void)session; }
-  // The connection closed; the session can no longer send.
+  // The server is stopping gracefully: finish what is in flight and close (an HTTP handler answers
+  // the request it is working on with `Connection: close`). Connections still open when the
+  // server's grace period ends are aborted. The default closes gracefully at once.
+  virtual void onStop(Session& session) { session.close(); }
+  // The connection closed; the session can no longer send. The handler is destroyed right after.
   virtual void onClose(Session& session) { (void)session; }
 };
 
 class PluginFactory {
  public:
   virtual ~PluginFactory() = default;
-  virtual std::unique_ptr<ProtocolHandler> newHandler() = 0;
+  // A loop starts serving this plugin: set up per-loop state. On that loop's thread, before any of
+  // its connections reaches newHandler().
+  virtual void onLoopStart(const LoopInfo& loop) { (void)loop; }
+  // The loop has closed its last connection of this plugin and stops: tear per-loop state down. On
+  // that loop's thread. Not called for a loop whose onLoopStart was not called.
+  virtual void onLoopStop(const LoopInfo& loop) { (void)loop; }
+  // One handler per connection, on the connection's loop thread.
+  virtual std::unique_ptr<ProtocolHandler> newHandler(const LoopInfo& loop) = 0;
 };
 
 // --plugin-arg KEY=VALUE pairs.
