@@ -126,8 +126,14 @@ int openBeneath(const Server& server, std::string_view rel) {
     const size_t slash = path.find('/', start);
     const bool last = slash == std::string::npos || slash + 1 == path.size();
     if (!last) path[slash] = '\0';
-    const int fd = ::openat(dir, path.c_str() + start, last ? kFlags : (kFlags | O_DIRECTORY | O_NOFOLLOW));
-    const int err = errno;
+    const char* name = path.c_str() + start;
+    const int fd = ::openat(dir, name, kFlags | O_NOFOLLOW | (last ? 0 : O_DIRECTORY));
+    int err = errno;
+    struct stat st;
+    if (fd < 0 && err == ENOTDIR && ::fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode)) {
+      err = ELOOP;  // a symlink to a directory: refused like any other symlink
+    }
     if (dir != server.root_fd) ::close(dir);
     if (fd < 0) return -err;
     if (last) return fd;
