@@ -52,13 +52,18 @@ struct LoopState {
   std::string scratch;  // a normalized path
   std::string log_line;
 
-  // The clock read once per batch (time() is a vDSO call); the dates rewritten once a second.
+  int64_t mono_ms = 0;  // CLOCK_MONOTONIC_COARSE, for the lazy idle deadline
+
+  // The clocks read once per batch (vDSO calls, no syscall); the dates rewritten once a second.
   void tick() {
-    const time_t t = ::time(nullptr);
-    if (t == now) return;
-    now = t;
-    formatHttpDate(t, date);
-    formatLogTime(t, log_time);
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    mono_ms = int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec == now) return;
+    now = ts.tv_sec;
+    formatHttpDate(now, date);
+    formatLogTime(now, log_time);
   }
   std::string_view dateView() const { return {date, kHttpDateSize}; }
 };
@@ -603,18 +608,31 @@ class HttpHandler final : public ProtocolHandler {
     } else if (partial_) {
       want = Timer::kHeader;
     }
-    // A new request restarts the idle and header deadlines; a body's bytes restart its own.
+    if (want == Timer::kIdle && timer_kind_ == Timer::kIdle) {
+      // Idle again after more requests: the deadline moves, but lazily. Setting a timer costs
+      // allocations in the host, too much for every keep-alive request; the armed one checks, when
+      // it fires, whether requests came meanwhile and sets itself again for what is left.
+      if (completed) {
+        idle_activity_ = true;
+        last_activity_ms_ = loop_.mono_ms;
+      }
+      return;
+    }
+    // A new request restarts the header deadline; a body's bytes restart its own.
     const bool restart = want == Timer::kBody ? body_progress : completed;
     if (want == timer_kind_ && !restart) return;
     setTimer(want);
   }
 
-  void setTimer(Timer kind) {
+  void setTimer(Timer kind, std::chrono::nanoseconds idle_left = std::chrono::nanoseconds(0)) {
     cancelTimer();
+    idle_activity_ = false;
     std::chrono::nanoseconds delay{0};
     switch (kind) {
       case Timer::kNone: return;
-      case Timer::kIdle: delay = cfg_.keepalive_timeout; break;
+      case Timer::kIdle:
+        delay = idle_left.count() > 0 ? idle_left : cfg_.keepalive_timeout;
+        break;
       case Timer::kHeader: delay = cfg_.header_timeout; break;
       case Timer::kBody: delay = cfg_.body_timeout; break;
     }
@@ -634,6 +652,16 @@ class HttpHandler final : public ProtocolHandler {
     timer_kind_ = Timer::kNone;
     if (phase_ == Phase::kClosed) return;
     if (kind == Timer::kIdle) {
+      if (idle_activity_) {
+        // Requests came since the timer was set: wait out the rest after the last one.
+        loop_.tick();
+        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            cfg_.keepalive_timeout - std::chrono::milliseconds(loop_.mono_ms - last_activity_ms_));
+        if (left.count() > 0) {
+          setTimer(Timer::kIdle, left);
+          return;
+        }
+      }
       closeNow();
       return;
     }
@@ -651,6 +679,8 @@ class HttpHandler final : public ProtocolHandler {
   Pending pending_;
   SessionTimerId timer_ = 0;
   Timer timer_kind_ = Timer::kNone;
+  bool idle_activity_ = false;    // requests completed since the idle timer was set
+  int64_t last_activity_ms_ = 0;  // when the last of them completed (LoopState::mono_ms)
   Phase phase_ = Phase::kHead;
   bool partial_ = false;   // part of a request (head or body) is in
   bool paused_ = false;    // reading paused until the output drains
