@@ -116,7 +116,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_.started()) {
+    if (server_.started() && !stopped_) {
       server_.signal(SIGTERM);
       EXPECT_EQ(server_.wait(milliseconds(15000)), 0);
     }
@@ -153,6 +153,7 @@ class HttpServerTest : public ::testing::Test {
   std::string data_;
   uint16_t port_ = 0;
   Child server_;
+  bool stopped_ = false;
 };
 
 #define REQUIRE_PROGRAM(var, name)                                                     \
@@ -308,6 +309,46 @@ TEST_F(HttpServerTest, MalformedRequestIs400AndClosed) {
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << reply;
   EXPECT_NE(reply.find("\r\nConnection: close\r\n"), std::string::npos);
   EXPECT_TRUE(reply.ends_with("\r\n\r\n400 Bad Request\n")) << reply;  // and nothing after it
+}
+
+// Reads one response (head, then Content-Length bytes of body) from a blocking socket.
+std::string readResponse(int fd) {
+  std::string got;
+  char c;
+  while (got.find("\r\n\r\n") == std::string::npos) {
+    if (::read(fd, &c, 1) != 1) return got;
+    got.push_back(c);
+  }
+  std::smatch m;
+  size_t length = 0;
+  if (std::regex_search(got, m, std::regex("Content-Length: (\\d+)\r\n"))) length = std::stoul(m[1].str());
+  return got + readExactly(fd, length);
+}
+
+TEST_F(HttpServerTest, SigtermClosesIdleConnectionsAndAnswersTheOneInFlight) {
+  int idle = connectBlocking(address());
+  int busy = connectBlocking(address());
+  ASSERT_GE(idle, 0);
+  ASSERT_GE(busy, 0);
+  ASSERT_TRUE(writeAll(idle, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+  EXPECT_TRUE(readResponse(idle).ends_with("\r\n\r\nHello, World!"));
+  // One write: the answer to the first request shows the server has read the second's start too.
+  ASSERT_TRUE(writeAll(busy, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\n"));
+  EXPECT_TRUE(readResponse(busy).ends_with("\r\n\r\nHello, World!"));
+  server_.signal(SIGTERM);
+  bool eof = false;
+  EXPECT_EQ(readUntilEof(idle, &eof), "");  // closed with nothing more
+  EXPECT_TRUE(eof);
+  ASSERT_TRUE(writeAll(busy, "Host: t\r\n\r\n"));
+  const std::string last = readUntilEof(busy, &eof);
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(last.starts_with("HTTP/1.1 200 OK\r\n")) << last;
+  EXPECT_NE(last.find("\r\nConnection: close\r\n"), std::string::npos) << last;
+  EXPECT_TRUE(last.ends_with("\r\n\r\nHello, World!")) << last;
+  ::close(idle);
+  ::close(busy);
+  stopped_ = true;
+  EXPECT_EQ(server_.wait(milliseconds(15000)), 0);
 }
 
 TEST_F(HttpServerTest, AbKeepAliveHasNoFailedRequest) {
