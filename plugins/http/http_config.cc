@@ -63,6 +63,10 @@ absl::Status addRoute(HttpConfig* config, std::string_view key, std::string_view
       }
     }
     route.head_rest = cat({"\r\nLocation: ", text, "\r\nContent-Length: 0\r\n"});
+  } else if (status == 204 || status == 304) {
+    // These have no body (RFC 9110 15.3.5, 15.4.5).
+    if (!text.empty()) return bad(key, value, "no text after 204 or 304");
+    route.head_rest = "\r\n";
   } else {
     route.body = std::string(text);
     route.head_rest = cat({"\r\nContent-Type: text/plain\r\nContent-Length: ",

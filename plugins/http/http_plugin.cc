@@ -700,16 +700,13 @@ class HttpFactory final : public PluginFactory {
         throw std::invalid_argument(
             cat({"http: cannot open root '", c.root, "': ", std::strerror(errno)}));
       }
-      // Kernels before 5.6 have no openat2: then every symlink is refused (disable-symlinks).
       open_how how{};
       how.flags = O_RDONLY | O_CLOEXEC | O_DIRECTORY;
       how.resolve = RESOLVE_BENEATH;
       const long fd = ::syscall(SYS_openat2, server_.root_fd, ".", &how, sizeof how);
-      if (fd >= 0) {
-        ::close(static_cast<int>(fd));
-      } else {
-        server_.have_openat2 = errno != ENOSYS;
-      }
+      // Where it cannot be used (an old kernel, a seccomp filter), every symlink is refused.
+      server_.have_openat2 = fd >= 0;
+      if (fd >= 0) ::close(static_cast<int>(fd));
     }
     if (c.access_log == "stderr") {
       server_.log_fd = STDERR_FILENO;

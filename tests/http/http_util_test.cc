@@ -141,6 +141,7 @@ TEST(HttpConfigTest, ReadsEveryArgument) {
       {"access-log", "on"},
       {"return:/hello", "200 Hello, World!"},
       {"return:/old", "301 /new"},
+      {"return:/none", "204"},
   });
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->root, "/srv");
@@ -158,6 +159,8 @@ TEST(HttpConfigTest, ReadsEveryArgument) {
   EXPECT_EQ(hello.head_start, "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: ");
   EXPECT_EQ(hello.head_rest, "\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n");
   EXPECT_EQ(c->routes.at("/old").head_rest, "\r\nLocation: /new\r\nContent-Length: 0\r\n");
+  EXPECT_EQ(c->routes.at("/none").head_rest, "\r\n");
+  EXPECT_EQ(c->routes.at("/none").head_start, "HTTP/1.1 204 No Content\r\nServer: plexus\r\nDate: ");
 }
 
 TEST(HttpConfigTest, RefusesUnknownArgumentsAndBadValues) {
@@ -170,6 +173,7 @@ TEST(HttpConfigTest, RefusesUnknownArgumentsAndBadValues) {
       {"header-timeout", "soon"}, {"keepalive-timeout", "-5s"},  {"return:/x", "20 short"},
       {"return:/x", "OK"},        {"return:x", "200 no slash"},  {"return:/../x", "200 above"},
       {"return:/r", "302"},       {"disable-symlinks", "maybe"}, {"index", "a/b"},
+      {"return:/n", "204 text"},
       {"root", ""},               {"max-body", "99999999999999999999G"},
   };
   for (const auto& [k, v] : bad) {

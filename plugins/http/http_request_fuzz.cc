@@ -1,5 +1,5 @@
-// libFuzzer target `http_request`: the http plugin's request parser and body reader, and the path
-// normalization that guards the file root.
+// libFuzzer target `http_request` (registered in plugins/http/CMakeLists.txt): the http plugin's
+// request parser and body reader, and the path normalization that guards the file root.
 //
 // The input is a byte stream from a client. It is processed as the plugin does (head, then body,
 // then the next request) twice: whole, and cut at split points drawn from the input itself, with
