@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -370,6 +371,15 @@ TEST_F(HttpServerTest, WrkGetsOnlySuccessfulResponses) {
   EXPECT_GT(std::stoull(o.out.substr(start, at - start)), 0u) << o.out;
   EXPECT_EQ(o.out.find("Socket errors"), std::string::npos) << o.out;
   EXPECT_EQ(o.out.find("Non-2xx"), std::string::npos) << o.out;
+}
+
+TEST(HttpServerArgsTest, AnUnknownArgumentStopsTheServerWithOneLine) {
+  if (::access(kServer.c_str(), X_OK) != 0) GTEST_SKIP() << "not built: " << kServer;
+  child::Outcome o = run({kServer, "--listen", "127.0.0.1:" + std::to_string(freePort()), "--plugin",
+                          kPlugin, "--plugin-arg", "roots=/srv"});
+  EXPECT_EQ(o.status, 2);
+  EXPECT_NE(o.err.find("http: unknown argument 'roots'"), std::string::npos) << o.err;
+  EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
 }
 
 }  // namespace
