@@ -156,13 +156,13 @@ def plexus_server(ctx, plugin, extra):
     """The Plexus server with `plugin`, or (None, why it is skipped)."""
     server, so = plexus_paths(ctx, plugin)
     for path, what in ((server, "plexus-server"), (so, f"the {plugin} plugin")):
-        if not (path.is_file() and os.access(path, os.R_OK)):
+        if not path.is_file():
             where = path if ctx.args.plexus_build else path.relative_to(ctx.run.ROOT)
-            return None, (f"plexus ({what} is not built: {where} is missing"
-                          + ("; this branch has no plugins/" + plugin
-                             if plugin and not (ctx.run.ROOT / "plugins" / plugin).is_dir()
-                             and what != "plexus-server" else "")
-                          + ")")
+            why = f"{what} is not built: {where} is missing"
+            if path == so and not ctx.args.plexus_build and \
+                    not (ctx.run.ROOT / "plugins" / plugin).is_dir():
+                why += f"; this tree has no plugins/{plugin} yet"
+            return None, f"plexus ({why})"
     argv = [str(server), "--port", "{port}", "--threads", "{threads}", "--plugin", str(so),
             "--log-level", "warn"] + extra
     return PServer("plexus", "plexus", argv), None
@@ -371,8 +371,8 @@ def one_run(ctx, record, server, body):
                 if record.server_exit != 0:
                     raise Failed(f"server exit status after SIGTERM: {record.server_exit}")
                 record.ok = True
-            except Failed as e:
-                record.reason = str(e)
+            except (Failed, OSError) as e:  # OSError: a socket of the checks
+                record.reason = str(e) if isinstance(e, Failed) else f"{type(e).__name__}: {e}"
                 if inst.alive():
                     inst.stop()
                 record.reason += inst.output_note()
