@@ -751,7 +751,9 @@ def resp_run(ctx, record, server, pipeline):
                    "-c", str(args.resp_clients), "-n", str(n), "-t", test, "--csv"] + (
                        ["-P", str(pipeline)] if pipeline > 1 else [])
             record.client_commands.append(cmd)
+            cpu_start = tree_cpu_s(ctx.run, inst.proc.pid)
             rc, out, err = client(ctx, cmd, 120 + n / 2000)
+            cpu_end = tree_cpu_s(ctx.run, inst.proc.pid)
             if rc != 0 or not inst.alive():
                 tests[test] = {"error": f"redis-benchmark exit {rc}: "
                                         f"{(out + err).strip()[-300:]!r}"}
@@ -759,6 +761,8 @@ def resp_run(ctx, record, server, pipeline):
                     break
                 continue
             got = parse_benchmark_csv(out).get(test)
+            if got and cpu_start is not None and cpu_end is not None:
+                got["cpu_us_per_request"] = round((cpu_end - cpu_start) * 1e6 / n, 3)
             tests[test] = got if got else {"error": f"no row for {test}: {out.strip()[-200:]!r}"}
         record.result["tests"] = tests
         failed = [t for t, v in tests.items() if "error" in v]
@@ -1136,6 +1140,8 @@ def resp_report(ctx, runs, servers, skipped, stem):
                     "rps": median_or_none(rps), "spread": spread(rps),
                     "p50_ms": median_or_none([v.get("p50_ms") for v in vals if "rps" in v]),
                     "p99_ms": median_or_none([v.get("p99_ms") for v in vals if "rps" in v]),
+                    "cpu_us_per_request": median_or_none(
+                        [v.get("cpu_us_per_request") for v in vals if "rps" in v]),
                     "good": len(rps)}
     for p in info.get("pipelines", []):
         lines += [f"## Requests per second, {'no pipelining' if p == 1 else f'-P {p}'}", "",
@@ -1153,6 +1159,29 @@ def resp_report(ctx, runs, servers, skipped, stem):
             row += [f"{fmt_ms(summary[(p, test, n)]['p50_ms'])} / "
                     f"{fmt_ms(summary[(p, test, n)]['p99_ms'])}"
                     if summary[(p, test, n)]["p50_ms"] is not None else "" for n in names]
+            lines.append(f"| {test.upper()} | " + " | ".join(row) + " |")
+        lines.append("")
+
+    pipelines = info.get("pipelines", [])
+    if pipelines:
+        heads = [(p, n) for p in pipelines for n in names + ([None] if ratio_head else [])]
+        lines += ["## Server CPU per request", "",
+                  "User + system CPU of the server (all its threads) from /proc/PID/stat over "
+                  "each redis-benchmark run, over its requests, in µs (median of the rounds); "
+                  "plexus/redis below 1: Plexus is cheaper.", "",
+                  "| test | " + " | ".join(
+                      (f"{n}" if n else ratio_head) + (f" -P {p}" if p > 1 else "")
+                      for p, n in heads) + " |",
+                  "|---|" + "---:|" * len(heads)]
+        for test in RESP_TESTS:
+            row = []
+            for p, n in heads:
+                if n is None:
+                    row.append(fmt_ratio(summary[(p, test, "plexus")]["cpu_us_per_request"],
+                                         summary[(p, test, "redis-server")]["cpu_us_per_request"]))
+                else:
+                    v = summary[(p, test, n)]["cpu_us_per_request"]
+                    row.append(f"{v:.2f}" if v is not None else "")
             lines.append(f"| {test.upper()} | " + " | ".join(row) + " |")
         lines.append("")
 
