@@ -1015,10 +1015,10 @@ def http_report(ctx, runs, servers, skipped, stem):
             "response_bytes": median_or_none([r.result.get("response_bytes") for r in rs])}
     keys = [(sc, t) for sc in scenarios for t in args.threads]
     versions = ctx.meta.get("http", {}).get("versions", {})
+    warm = (f"after an unmeasured `wrk -t1 -c{args.http_connections} -d{args.warmup:g}s` "
+            "warm-up" if args.warmup > 0 else "no warm-up")
     extra = [f"- Client: `wrk -t1 -c{args.http_connections} -d{args.duration:g}s --latency` "
-             f"({versions.get('wrk', '?')}), after an unmeasured "
-             f"`wrk -t1 -c{args.http_connections} -d{args.warmup:g}s` warm-up; keep-alive "
-             "connections",
+             f"({versions.get('wrk', '?')}), {warm}; keep-alive connections",
              f"- nginx: {versions.get('nginx', '?')}, `worker_processes` = threads, master "
              "process on, access log off, keepalive_requests 1000000, sendfile on (config "
              "below)",
@@ -1069,8 +1069,8 @@ def http_report(ctx, runs, servers, skipped, stem):
         lines.append(f"| {label(sc, t)} | " + " | ".join(row) + " |")
     lines += ["", "## Responses", "",
               "Bytes of one response (status line, headers and body), as checked before and "
-              "after each load; the servers' headers differ (nginx adds Last-Modified, ETag and "
-              "Accept-Ranges to files), and so do these sizes.", "",
+              "after each load; the servers send different headers (below), so these sizes "
+              "differ.", "",
               "| case | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for sc in scenarios:
         row = []
@@ -1079,6 +1079,13 @@ def http_report(ctx, runs, servers, skipped, stem):
             sizes = [s for s in sizes if s is not None]
             row.append(f"{sizes[0]:.0f} B" if sizes else "")
         lines.append(f"| {HTTP_SCENARIOS[sc][2]} | " + " | ".join(row) + " |")
+    lines.append("")
+    for sc in scenarios:
+        for n in names:
+            heads = next((r.result["headers"] for r in runs if r.variant == sc and
+                          r.server == n and "headers" in r.result), None)
+            if heads:
+                lines.append(f"- {n}, {sc}: headers {', '.join(heads)}")
     lines.append("")
 
     def short(sc, t):
