@@ -649,6 +649,13 @@ def resp_encode(words):
 
 def resp_read(f):
     """One reply as (type character, value); arrays as ("*", [replies])."""
+    try:
+        return resp_read_one(f)
+    except ValueError:
+        raise Failed("RESP: a length or an integer reply is not a number") from None
+
+
+def resp_read_one(f):
     line = f.readline(65538)
     if not line.endswith(b"\r\n"):
         raise Failed(f"RESP: incomplete reply line {line[:80]!r}")
@@ -671,7 +678,7 @@ def resp_read(f):
         n = int(rest)
         if n > 1 << 16:
             raise Failed(f"RESP: array of {n} is more than expected")
-        return kind, [resp_read(f) for _ in range(max(n, 0))]
+        return kind, [resp_read_one(f) for _ in range(max(n, 0))]
     raise Failed(f"RESP: unexpected reply {line[:80]!r}")
 
 
@@ -760,7 +767,11 @@ def resp_run(ctx, record, server, pipeline):
                 if not inst.alive():
                     break
                 continue
-            got = parse_benchmark_csv(out).get(test)
+            try:
+                got = parse_benchmark_csv(out).get(test)
+            except Failed as e:
+                tests[test] = {"error": str(e)}
+                continue
             if got and cpu_start is not None and cpu_end is not None:
                 got["cpu_us_per_request"] = round((cpu_end - cpu_start) * 1e6 / n, 3)
             tests[test] = got if got else {"error": f"no row for {test}: {out.strip()[-200:]!r}"}
