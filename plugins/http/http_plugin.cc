@@ -49,7 +49,8 @@ struct LoopState {
   char date[kHttpDateSize];
   char log_time[kLogTimeSize];
   std::string out;      // responses of the current onData() call, sent together
-  std::string scratch;  // a normalized path
+  std::string scratch;    // a normalized path
+  std::string open_path;  // the same, relative to the root, as open() takes it
   std::string log_line;
 
   int64_t mono_ms = 0;  // CLOCK_MONOTONIC_COARSE, for the lazy idle deadline
@@ -111,12 +112,15 @@ void appendEscaped(std::string* s, std::string_view v) {
   }
 }
 
-// Opens `rel` (relative, normalized, no ".." left) beneath the root. Symlinks may be followed as
+// Opens `rel` + `suffix` (relative, normalized, no ".." left) beneath the root. Symlinks may be followed as
 // long as they stay beneath it (openat2 RESOLVE_BENEATH); with disable-symlinks, or where the
 // kernel lacks openat2, every component is opened with O_NOFOLLOW, refusing every symlink.
 // Returns the fd, or -errno.
-int openBeneath(const Server& server, std::string_view rel) {
-  std::string path(rel.empty() ? std::string_view(".") : rel);
+// `path` is scratch space of the loop (the name needs a NUL; no allocation once it has grown).
+int openBeneath(const Server& server, std::string_view rel, std::string_view suffix,
+                std::string& path) {
+  path.assign(rel.empty() && suffix.empty() ? std::string_view(".") : rel);
+  path.append(suffix);
   constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;  // a FIFO must not block
   if (!server.config.disable_symlinks && server.have_openat2) {
     open_how how{};
@@ -162,7 +166,9 @@ struct Pending {
   uint64_t offset = 0, length = 0, size = 0;
   time_t mtime = 0;
   std::string_view type;  // a static string of mediaType()
-  std::string etag;
+  char etag_buf[kEtagMaxSize];
+  size_t etag_size = 0;
+  std::string_view etag() const { return {etag_buf, etag_size}; }
   std::string location;  // kStatus 301
   std::string_view allow;  // kStatus 405 / OPTIONS
   std::string log_request;  // request line, referer, user agent: only with an access log
@@ -341,7 +347,7 @@ class HttpHandler final : public ProtocolHandler {
   void serveFile(const Request& req, std::string_view path) {
     Pending& p = pending_;
     std::string_view rel = path.substr(1);
-    int fd = openBeneath(server_, rel);
+    int fd = openBeneath(server_, rel, {}, loop_.open_path);
     struct stat st;
     if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
       ::close(fd);
@@ -350,8 +356,7 @@ class HttpHandler final : public ProtocolHandler {
         p.location = cat({req.path, "/", req.query.empty() ? "" : "?", req.query});
         return status(301, p.keep_alive);
       }
-      const std::string index = cat({rel, server_.config.index});
-      fd = openBeneath(server_, index);
+      fd = openBeneath(server_, rel, server_.config.index, loop_.open_path);
       if (fd == -ENOENT) return status(403, p.keep_alive);  // no index: listing is forbidden
     }
     if (fd < 0) {
@@ -377,7 +382,7 @@ class HttpHandler final : public ProtocolHandler {
     p.size = static_cast<uint64_t>(st.st_size);
     p.mtime = st.st_mtime;
     p.type = mediaType(path.back() == '/' ? std::string_view(server_.config.index) : path);
-    p.etag = makeEtag(p.mtime, p.size);
+    p.etag_size = formatEtag(p.mtime, p.size, p.etag_buf);
     p.kind = Pending::Kind::kFile;
     p.status = 200;
     p.offset = 0;
@@ -386,7 +391,7 @@ class HttpHandler final : public ProtocolHandler {
     // Conditional requests (RFC 9110 13.2.2): If-None-Match wins over If-Modified-Since.
     bool not_modified = false;
     if (!req.if_none_match.empty()) {
-      not_modified = noneMatchHits(req.if_none_match, p.etag);
+      not_modified = noneMatchHits(req.if_none_match, p.etag());
     } else if (!req.if_modified_since.empty()) {
       time_t since;
       not_modified = parseHttpDate(req.if_modified_since, &since) && p.mtime <= since;
@@ -415,7 +420,7 @@ class HttpHandler final : public ProtocolHandler {
   // If-Range: the Range applies only while the file is the one the validator names.
   bool ifRangeHolds(std::string_view if_range) const {
     if (if_range.empty()) return true;
-    if (if_range.front() == '"') return if_range == pending_.etag;  // strong comparison
+    if (if_range.front() == '"') return if_range == pending_.etag();  // strong comparison
     if (if_range.size() > 1 && if_range[0] == 'W' && if_range[1] == '/') return false;
     time_t t;
     return parseHttpDate(if_range, &t) && t == pending_.mtime;
@@ -505,7 +510,7 @@ class HttpHandler final : public ProtocolHandler {
     formatHttpDate(p.mtime, modified);
     if (p.status == 304) {
       append(&out, {"Last-Modified: ", std::string_view(modified, kHttpDateSize),
-                      "\r\nETag: ", p.etag, "\r\n"});
+                      "\r\nETag: ", p.etag(), "\r\n"});
       appendConnection(keep_alive, p.http10);
       out.append("\r\n");
       return 0;
@@ -521,7 +526,7 @@ class HttpHandler final : public ProtocolHandler {
     append(&out, {"Content-Type: ", p.type, "\r\nContent-Length: "});
     appendNumber(&out, p.length);
     append(&out, {"\r\nLast-Modified: ", std::string_view(modified, kHttpDateSize),
-                    "\r\nETag: ", p.etag, "\r\nAccept-Ranges: bytes\r\n"});
+                    "\r\nETag: ", p.etag(), "\r\nAccept-Ranges: bytes\r\n"});
     if (p.status == 206) {
       out.append("Content-Range: bytes ");
       appendNumber(&out, p.offset);

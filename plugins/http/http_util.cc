@@ -1,7 +1,6 @@
 #include "http_util.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 
 #include "request_parser.h"
@@ -235,12 +234,29 @@ void formatLogTime(time_t t, char* out) {
   std::memcpy(out + 20, " +0000", 6);
 }
 
+size_t formatEtag(time_t mtime, uint64_t size, char* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char* p = out;
+  auto hex = [&p](uint64_t v) {
+    char digits[16];
+    int n = 0;
+    do {
+      digits[n++] = kHex[v & 15];
+      v >>= 4;
+    } while (v != 0);
+    while (n > 0) *p++ = digits[--n];
+  };
+  *p++ = '"';
+  hex(static_cast<uint64_t>(mtime));
+  *p++ = '-';
+  hex(size);
+  *p++ = '"';
+  return static_cast<size_t>(p - out);
+}
+
 std::string makeEtag(time_t mtime, uint64_t size) {
-  char buf[48];
-  const int n = std::snprintf(buf, sizeof buf, "\"%llx-%llx\"",
-                              static_cast<unsigned long long>(mtime),
-                              static_cast<unsigned long long>(size));
-  return std::string(buf, static_cast<size_t>(n));
+  char buf[kEtagMaxSize];
+  return std::string(buf, formatEtag(mtime, size, buf));
 }
 
 bool noneMatchHits(std::string_view if_none_match, std::string_view etag) {

@@ -37,6 +37,9 @@ void formatLogTime(time_t t, char* out);
 
 // The entity tag of a file, as nginx makes it: "<mtime hex>-<size hex>", quotes included.
 std::string makeEtag(time_t mtime, uint64_t size);
+// The same into `out` (kEtagMaxSize bytes at least); returns its length.
+inline constexpr size_t kEtagMaxSize = 2 + 16 + 1 + 16;
+size_t formatEtag(time_t mtime, uint64_t size, char* out);
 // If-None-Match: "*" or a list of entity tags, compared weakly (RFC 9110 13.1.2).
 bool noneMatchHits(std::string_view if_none_match, std::string_view etag);
 

@@ -74,6 +74,8 @@ TEST(HttpDateTest, FormatsAndParsesImfFixdate) {
 
 TEST(ValidatorTest, EtagAndIfNoneMatch) {
   EXPECT_EQ(makeEtag(0x5f3a1b2c, 0x1c), "\"5f3a1b2c-1c\"");
+  EXPECT_EQ(makeEtag(0, 0), "\"0-0\"");
+  EXPECT_EQ(makeEtag(0x7fffffffffffffff, UINT64_MAX), "\"7fffffffffffffff-ffffffffffffffff\"");
   EXPECT_TRUE(noneMatchHits("\"5-1c\"", "\"5-1c\""));
   EXPECT_TRUE(noneMatchHits("W/\"5-1c\"", "\"5-1c\""));  // weak comparison
   EXPECT_TRUE(noneMatchHits("\"x\", \"5-1c\"", "\"5-1c\""));
