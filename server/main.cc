@@ -142,12 +142,9 @@ int serve(const ServerConfig& config) {
   auto engine = makeEngine(config.server.engine);
   if (!engine.ok()) return fail(engine.status());
   EventLoop loop(*std::move(engine));
-  // Work queued on the base loop by another thread checks this before touching the locals below
-  // (declared after the loop: gone before it).
-  auto alive = std::make_shared<bool>(true);
 
   // One pool for every listener; stopped once every server has stopped (or, on the way out, by
-  // its destructor after the servers': `listeners` is destroyed first, the pool, then the loop).
+  // its destructor, after the servers and before the loop).
   auto pool = std::make_shared<EventLoopThreadPool>(&loop, config.server.threads,
                                                     config.server.engine);
   if (absl::Status started = pool->start(); !started.ok()) return fail(started);
@@ -173,6 +170,8 @@ int serve(const ServerConfig& config) {
     loop.quit();
   };
   loop.setFailureCallback(loop_failed);
+  // What a sub-loop queues on the base loop checks this first: it goes before loop_failed does.
+  auto alive = std::make_shared<bool>(true);
   if (pool->numThreads() > 0) {
     for (EventLoop* sub : pool->loops()) {
       sub->runInLoop([sub, &loop, &loop_failed, token = std::weak_ptr<bool>(alive)] {

@@ -95,6 +95,9 @@ class ServerProcess {
   // Sends `sig` and waits for the exit status (-1: still running after `timeout`).
   int stop(int sig, milliseconds timeout = milliseconds(15000)) {
     child_.signal(sig);
+    return wait(timeout);
+  }
+  int wait(milliseconds timeout) {
     int status = child_.wait(timeout);
     if (status != -1) err_ += drain(child_.err(), milliseconds(2000));
     return status;
@@ -254,6 +257,44 @@ TEST_F(ListenersTest, EchoTwiceFromAConfigFile) {
   expectServed(loopback(b), "b");
   EXPECT_EQ(server.stop(SIGINT), 0) << server.stderrText();
   std::filesystem::remove(config);
+}
+
+// A graceful stop waits for every listener: while one still has output to flush, the server runs
+// on after the other has finished; once its client reads everything, it exits 0.
+TEST_F(ListenersTest, GracefulStopWaitsForEveryListener) {
+  const uint16_t idle_port = freePort();
+  const uint16_t busy_port = freePort();
+  ASSERT_NE(idle_port, busy_port);
+  ServerProcess server({"--threads", "1", "--shutdown-timeout", "120", "--high-water-mark", "64K",
+                        "--listen", "127.0.0.1:" + std::to_string(idle_port) + " echo", "--listen",
+                        "127.0.0.1:" + std::to_string(busy_port) + " echo"});
+  ASSERT_TRUE(server.waitUntilListening()) << server.stderrText();
+  int fd = connectBlocking(loopback(busy_port));
+  ASSERT_GE(fd, 0);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  // Sends without reading until neither the server nor the socket buffers take more: the echo
+  // output waits in the server.
+  const std::string chunk(65536, 'z');
+  size_t sent = 0;
+  for (;;) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 300) <= 0) break;
+    ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN) break;
+    if (n > 0) sent += static_cast<size_t>(n);
+  }
+  ASSERT_GT(sent, 0u);
+  EXPECT_EQ(server.stop(SIGTERM, milliseconds(1000)), -1) << "did not wait for the busy listener";
+  EXPECT_TRUE(refused(idle_port));  // the idle listener has stopped listening meanwhile
+  ASSERT_TRUE(server.stderrContains("SIGTERM: stopping")) << server.stderrText();
+  // Reading the echo lets the server flush it and close; then it exits by itself. (The close may
+  // come as a reset: the input the server had not read when it stopped is dropped.)
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  const std::string echoed = readUntilEof(fd);
+  EXPECT_LE(echoed.size(), sent);
+  EXPECT_EQ(echoed.find_first_not_of('z'), std::string::npos);
+  ::close(fd);
+  EXPECT_EQ(server.wait(milliseconds(10000)), 0) << server.stderrText();
 }
 
 // The second listener's port is taken: the server exits 2 with the one line that names the
