@@ -487,11 +487,15 @@ TEST(ServerOptionsTest, SeveralListeners) {
   EXPECT_EQ(c.server.threads, 3);
   EXPECT_EQ(c.server.listen_address.toIpPort(), "0.0.0.0:7000");
 
-  // The example of the help: an argument with blanks, '=', ',' and ':'.
-  c = config({"--listen", ":8080 http 'route=return:/hello=200 Hello, World!'"});
+  // An argument with blanks, '=', ',' and ':' (the http plugin's canned replies), split at its
+  // first '='.
+  c = config({"--listen", ":8080 http \"return:/hello=200 Hello, World!\" root=/srv/www"});
   ASSERT_EQ(c.listeners.size(), 1u);
   EXPECT_EQ(c.listeners[0].plugin, "http");
-  EXPECT_EQ(c.listeners[0].plugin_args, (PluginArgs{{"route", "return:/hello=200 Hello, World!"}}));
+  EXPECT_EQ(c.listeners[0].plugin_args,
+            (PluginArgs{{"return:/hello", "200 Hello, World!"}, {"root", "/srv/www"}}));
+  c = config({"--listen", ":8080 http 'return:/a=200 x=y, z'"});
+  EXPECT_EQ(c.listeners[0].plugin_args, (PluginArgs{{"return:/a", "200 x=y, z"}}));
 }
 
 // --port gives its port to a --listen HOST; --plugin and --plugin-arg serve each --listen that
