@@ -106,8 +106,9 @@ absl::StatusOr<PluginArgs> parsePluginArgs(const std::vector<std::string>& items
       return absl::InvalidArgumentError(
           listen.empty()
               ? absl::StrFormat("invalid --plugin-arg '%s' (expected KEY=VALUE)", item)
-              : absl::StrFormat("invalid plugin argument '%s' in --listen '%s' (expected KEY=VALUE)",
-                                item, listen));
+              : absl::StrFormat(
+                    "invalid plugin argument '%s' in --listen '%s' (expected KEY=VALUE)", item,
+                    listen));
     }
     if (!args.emplace(item.substr(0, eq), item.substr(eq + 1)).second) {
       return absl::InvalidArgumentError(
@@ -168,8 +169,8 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
   desc.add_options()
     ("port,p", po::value<std::string>()->default_value(std::to_string(kDefaultPort)),
         "TCP port to listen on (1-65535)")
-    // Composing: the values of the config file's `listen` lines add up (the command line's still
-    // replace them all).
+    // The config file's `listen` lines add up; --listen on the command line replaces them all (as
+    // with --plugin-arg).
     ("listen", po::value<std::vector<std::string>>()->value_name("ADDR [PLUGIN [KEY=VALUE ...]]"),
         "listen on ADDR (HOST:PORT, [IPV6]:PORT, :PORT, or HOST on --port), served by PLUGIN with "
         "its KEY=VALUE arguments, quoted as in a shell (default: --plugin with --plugin-arg); "
@@ -397,9 +398,9 @@ absl::StatusOr<std::vector<std::string>> splitListenWords(std::string_view text)
       case '"': {
         size_t j = i + 1;
         for (; j < text.size() && text[j] != '"'; ++j) {
-          if (text[j] == '\\' && j + 1 < text.size() && (text[j + 1] == '"' || text[j + 1] == '\\')) {
-            ++j;
-          }
+          const bool escape = text[j] == '\\' && j + 1 < text.size() &&
+                              (text[j + 1] == '"' || text[j + 1] == '\\');
+          if (escape) ++j;
           word += text[j];
         }
         if (j == text.size()) return absl::InvalidArgumentError("a \" quote is not closed");

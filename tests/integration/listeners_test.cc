@@ -191,7 +191,9 @@ TEST_F(ListenersTest, TwoPluginsOnTwoPortsShareTheThreads) {
     clients.emplace_back(
         [&, i] { expectServed(loopback(echo_port), randomBytes(1 << 20, 200 + i)); });
     clients.emplace_back(
-        [&, i] { expectServed(loopback(proto_port), randomProtoBytes(300000, 300 + i), greeting); });
+        [&, i] {
+          expectServed(loopback(proto_port), randomProtoBytes(300000, 300 + i), greeting);
+        });
   }
   for (std::thread& t : clients) t.join();
 
