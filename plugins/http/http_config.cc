@@ -1,9 +1,9 @@
 #include "http_config.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 
-#include <charconv>
 #include "http_util.h"
 
 namespace plexus::http {
@@ -69,8 +69,9 @@ absl::Status addRoute(HttpConfig* config, std::string_view key, std::string_view
     route.head_rest = "\r\n";
   } else {
     route.body = std::string(text);
-    route.head_rest = cat({"\r\nContent-Type: text/plain\r\nContent-Length: ",
-                           std::to_string(route.body.size()), "\r\n"});
+    route.head_rest =
+        cat({"\r\nContent-Type: text/plain\r\nContent-Length: ", std::to_string(route.body.size()),
+             "\r\n"});
   }
   config->routes[normal] = std::move(route);
   return absl::OkStatus();
@@ -82,10 +83,20 @@ bool parseSize(std::string_view s, uint64_t* out) {
   if (s.empty()) return false;
   uint64_t mult = 1;
   switch (s.back()) {
-    case 'k': case 'K': mult = uint64_t{1} << 10; break;
-    case 'm': case 'M': mult = uint64_t{1} << 20; break;
-    case 'g': case 'G': mult = uint64_t{1} << 30; break;
-    default: break;
+    case 'k':
+    case 'K':
+      mult = uint64_t{1} << 10;
+      break;
+    case 'm':
+    case 'M':
+      mult = uint64_t{1} << 20;
+      break;
+    case 'g':
+    case 'G':
+      mult = uint64_t{1} << 30;
+      break;
+    default:
+      break;
   }
   if (mult != 1) s.remove_suffix(1);
   uint64_t n = 0;
@@ -129,7 +140,8 @@ absl::StatusOr<HttpConfig> HttpConfig::fromArgs(const PluginArgs& args) {
     auto size = [&](auto* field, uint64_t min) -> absl::Status {
       if (!parseSize(value, &n) || n < min ||
           n > std::numeric_limits<std::remove_pointer_t<decltype(field)>>::max()) {
-        return bad(key, value, cat({"a size of at least ", std::to_string(min), ", e.g. 8k or 1M"}));
+        return bad(key, value,
+                   cat({"a size of at least ", std::to_string(min), ", e.g. 8k or 1M"}));
       }
       *field = static_cast<std::remove_pointer_t<decltype(field)>>(n);
       return absl::OkStatus();

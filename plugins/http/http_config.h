@@ -30,7 +30,7 @@ struct PathEq {
 //   head_start + <Date> + head_rest + [Connection header] + "\r\n" + body
 struct FixedRoute {
   int status = 200;
-  std::string body;       // the text (empty for a redirect)
+  std::string body;        // the text (empty for a redirect)
   std::string head_start;  // "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: "
   std::string head_rest;   // "\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
 };

@@ -48,7 +48,7 @@ struct LoopState {
   time_t now = -1;
   char date[kHttpDateSize];
   char log_time[kLogTimeSize];
-  std::string out;      // responses of the current onData() call, sent together
+  std::string out;        // responses of the current onData() call, sent together
   std::string scratch;    // a normalized path
   std::string open_path;  // the same, relative to the root, as open() takes it
   std::string log_line;
@@ -112,11 +112,11 @@ void appendEscaped(std::string* s, std::string_view v) {
   }
 }
 
-// Opens `rel` + `suffix` (relative, normalized, no ".." left) beneath the root. Symlinks may be followed as
-// long as they stay beneath it (openat2 RESOLVE_BENEATH); with disable-symlinks, or where the
-// kernel lacks openat2, every component is opened with O_NOFOLLOW, refusing every symlink.
-// Returns the fd, or -errno.
-// `path` is scratch space of the loop (the name needs a NUL; no allocation once it has grown).
+// Opens `rel` + `suffix` (relative, normalized, no ".." left) beneath the root. Symlinks may be
+// followed as long as they stay beneath it (openat2 RESOLVE_BENEATH); with disable-symlinks, or
+// where the kernel lacks openat2, every component is opened with O_NOFOLLOW, refusing every
+// symlink. Returns the fd, or -errno. `path` is scratch space of the loop (the name needs a NUL; no
+// allocation once it has grown).
 int openBeneath(const Server& server, std::string_view rel, std::string_view suffix,
                 std::string& path) {
   path.assign(rel.empty() && suffix.empty() ? std::string_view(".") : rel);
@@ -169,8 +169,8 @@ struct Pending {
   char etag_buf[kEtagMaxSize];
   size_t etag_size = 0;
   std::string_view etag() const { return {etag_buf, etag_size}; }
-  std::string location;  // kStatus 301
-  std::string_view allow;  // kStatus 405 / OPTIONS
+  std::string location;     // kStatus 301
+  std::string_view allow;   // kStatus 405 / OPTIONS
   std::string log_request;  // request line, referer, user agent: only with an access log
   std::string log_referer;
   std::string log_agent;
@@ -510,7 +510,7 @@ class HttpHandler final : public ProtocolHandler {
     formatHttpDate(p.mtime, modified);
     if (p.status == 304) {
       append(&out, {"Last-Modified: ", std::string_view(modified, kHttpDateSize),
-                      "\r\nETag: ", p.etag(), "\r\n"});
+                    "\r\nETag: ", p.etag(), "\r\n"});
       appendConnection(keep_alive, p.http10);
       out.append("\r\n");
       return 0;
@@ -526,7 +526,7 @@ class HttpHandler final : public ProtocolHandler {
     append(&out, {"Content-Type: ", p.type, "\r\nContent-Length: "});
     appendNumber(&out, p.length);
     append(&out, {"\r\nLast-Modified: ", std::string_view(modified, kHttpDateSize),
-                    "\r\nETag: ", p.etag(), "\r\nAccept-Ranges: bytes\r\n"});
+                  "\r\nETag: ", p.etag(), "\r\nAccept-Ranges: bytes\r\n"});
     if (p.status == 206) {
       out.append("Content-Range: bytes ");
       appendNumber(&out, p.offset);
@@ -583,8 +583,7 @@ class HttpHandler final : public ProtocolHandler {
     const size_t colon = peer.rfind(':');
     if (colon != std::string::npos) peer.resize(colon);
     if (peer.size() > 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
-    append(&line, {peer, " - - [", std::string_view(loop_.log_time, kLogTimeSize),
-                    "] \""});
+    append(&line, {peer, " - - [", std::string_view(loop_.log_time, kLogTimeSize), "] \""});
     appendEscaped(&line, p.log_request);
     line.append("\" ");
     appendNumber(&line, static_cast<uint64_t>(code));
@@ -634,12 +633,17 @@ class HttpHandler final : public ProtocolHandler {
     idle_activity_ = false;
     std::chrono::nanoseconds delay{0};
     switch (kind) {
-      case Timer::kNone: return;
+      case Timer::kNone:
+        return;
       case Timer::kIdle:
         delay = idle_left.count() > 0 ? idle_left : cfg_.keepalive_timeout;
         break;
-      case Timer::kHeader: delay = cfg_.header_timeout; break;
-      case Timer::kBody: delay = cfg_.body_timeout; break;
+      case Timer::kHeader:
+        delay = cfg_.header_timeout;
+        break;
+      case Timer::kBody:
+        delay = cfg_.body_timeout;
+        break;
     }
     if (delay.count() == 0) return;
     timer_kind_ = kind;
@@ -716,12 +720,13 @@ class HttpFactory final : public PluginFactory {
     if (c.access_log == "stderr") {
       server_.log_fd = STDERR_FILENO;
     } else if (!c.access_log.empty()) {
-      server_.log_fd = ::open(c.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      server_.log_fd =
+          ::open(c.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
       if (server_.log_fd < 0) {
         const int err = errno;
         if (server_.root_fd >= 0) ::close(server_.root_fd);
-        throw std::invalid_argument(cat({"http: cannot open access-log '", c.access_log,
-                                                 "': ", std::strerror(err)}));
+        throw std::invalid_argument(
+            cat({"http: cannot open access-log '", c.access_log, "': ", std::strerror(err)}));
       }
       server_.own_log_fd = true;
     }

@@ -29,8 +29,8 @@ void check(bool ok) {
 }
 
 bool within(std::string_view inner, std::string_view outer) {
-  return inner.empty() ||
-         (inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size());
+  return inner.empty() || (inner.data() >= outer.data() &&
+                           inner.data() + inner.size() <= outer.data() + outer.size());
 }
 
 void checkNormalized(std::string_view path) {
@@ -103,8 +103,8 @@ std::string transcript(std::string_view input, const std::vector<size_t>& ends) 
       if (!req.path.empty() && req.path[0] == '/') checkNormalized(req.path);
       log += std::string(req.method_name) + " " + std::string(req.target) + " " +
              std::to_string(req.version_minor) + (req.keep_alive ? " ka" : " close") +
-             (req.chunked ? " chunked" : " cl=" + std::to_string(req.content_length)) + " h=" +
-             std::to_string(req.headers.size()) + "\n";
+             (req.chunked ? " chunked" : " cl=" + std::to_string(req.content_length)) +
+             " h=" + std::to_string(req.headers.size()) + "\n";
       plexus::http::ByteRange range;
       if (!req.range.empty()) {
         if (plexus::http::parseRange(req.range, 1000, &range) ==

@@ -15,7 +15,8 @@ constexpr std::array<uint8_t, 256> makeClasses() {
   for (int c = 0; c < 256; ++c) {
     uint8_t v = 0;
     const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (alnum || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos) {
+    if (alnum ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos) {
       v |= kToken;
     }
     if (c > 0x20 && c < 0x7f) v |= kTarget;
@@ -108,7 +109,8 @@ RequestParser::Result RequestParser::parse(std::string_view data) {
   if (state_ == State::kDone) return Result::kComplete;
   for (;;) {
     const char* base = data.data();
-    const void* nl = pos_ < data.size() ? std::memchr(base + pos_, '\n', data.size() - pos_) : nullptr;
+    const void* nl =
+        pos_ < data.size() ? std::memchr(base + pos_, '\n', data.size() - pos_) : nullptr;
     if (nl == nullptr) {
       // The line has no end yet: refuse it once it is longer than a complete one could be.
       pos_ = data.size();
@@ -375,8 +377,7 @@ BodyReader::Result BodyReader::consume(std::string_view data, size_t* consumed) 
       case State::kSize:
         if (is(c, kHex)) {
           if (++size_digits_ > 16) return done(fail(400));  // overflows 64 bits
-          const uint64_t digit = static_cast<uint64_t>(
-              c <= '9' ? c - '0' : (lower(c) - 'a' + 10));
+          const uint64_t digit = static_cast<uint64_t>(c <= '9' ? c - '0' : (lower(c) - 'a' + 10));
           remaining_ = remaining_ * 16 + digit;
           if (limits_.max_body != 0 && total_ + remaining_ > limits_.max_body) {
             return done(fail(413));

@@ -57,10 +57,10 @@ struct Request {
   std::string_view method_name;
   Method method = Method::kOther;
   std::string_view target;  // the request-target as sent
-  std::string_view path;    // its path, still percent-encoded ("*" for OPTIONS *, empty for CONNECT)
-  std::string_view query;   // after '?', without it
-  int version_minor = 1;    // HTTP/1.0 -> 0, HTTP/1.1 (or a later 1.x) -> 1
-  bool keep_alive = true;   // what the version and Connection say
+  std::string_view path;   // its path, still percent-encoded ("*" for OPTIONS *, empty for CONNECT)
+  std::string_view query;  // after '?', without it
+  int version_minor = 1;   // HTTP/1.0 -> 0, HTTP/1.1 (or a later 1.x) -> 1
+  bool keep_alive = true;  // what the version and Connection say
   bool expect_continue = false;
   bool chunked = false;
   uint64_t content_length = 0;  // when not chunked
@@ -91,8 +91,6 @@ class RequestParser {
   Result parse(std::string_view data);
   const Request& request() const { return request_; }
   int errorStatus() const { return error_status_; }
-  // True once any byte of a request (blank lines before it aside) was scanned.
-  bool started() const { return state_ != State::kRequestLine || pos_ > line_start_; }
   // Ready for the next request (keeps the header array's capacity).
   void reset();
 
@@ -158,7 +156,7 @@ class BodyReader {
   uint64_t remaining_ = 0;  // of the current chunk, or of the Content-Length body
   uint64_t total_ = 0;
   size_t size_digits_ = 0;
-  size_t line_bytes_ = 0;     // of the chunk-size line, or of the trailer section
+  size_t line_bytes_ = 0;  // of the chunk-size line, or of the trailer section
   int error_status_ = 0;
 };
 

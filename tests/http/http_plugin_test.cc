@@ -51,10 +51,18 @@ enum class Feed { kWhole, kBytewise, kSplit1, kSplit2 };
 
 void feed(EmbeddedConnection& c, std::string_view bytes, Feed how) {
   switch (how) {
-    case Feed::kWhole: c.feed(bytes); break;
-    case Feed::kBytewise: c.feedBytewise(bytes); break;
-    case Feed::kSplit1: c.feedSplit(bytes, 1); break;
-    case Feed::kSplit2: c.feedSplit(bytes, 2); break;
+    case Feed::kWhole:
+      c.feed(bytes);
+      break;
+    case Feed::kBytewise:
+      c.feedBytewise(bytes);
+      break;
+    case Feed::kSplit1:
+      c.feedSplit(bytes, 1);
+      break;
+    case Feed::kSplit2:
+      c.feedSplit(bytes, 2);
+      break;
   }
 }
 
@@ -96,12 +104,13 @@ TEST_P(HttpPluginTest, PipelinedRequestsAreAnsweredInOrder) {
        "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
        GetParam());
-  EXPECT_EQ(fixDate(c.takeOutput()),
-            kHello + kHelloHead +
-                "HTTP/1.1 404 Not Found\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
-                "Content-Length: 14\r\n\r\n404 Not Found\n" +
-                "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
-                "Content-Length: 13\r\nConnection: close\r\n\r\nHello, World!");
+  EXPECT_EQ(
+      fixDate(c.takeOutput()),
+      kHello + kHelloHead +
+          "HTTP/1.1 404 Not Found\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 14\r\n\r\n404 Not Found\n" +
+          "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 13\r\nConnection: close\r\n\r\nHello, World!");
   EXPECT_TRUE(c.closed());
   EXPECT_FALSE(c.aborted());
 }
@@ -188,8 +197,7 @@ TEST(HttpPluginErrorTest, MalformedRequestsGetTheirStatusAndAClose) {
        "Request Header Fields Too Large"},
       {"GET /hello HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 431,
        "Request Header Fields Too Large"},
-      {"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413,
-       "Content Too Large"},
+      {"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413, "Content Too Large"},
       {"POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n", 413,
        "Content Too Large"},
       {"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP Version Not Supported"},
@@ -349,8 +357,10 @@ TEST(HttpBackPressureTest, PausesReadingWhileTooMuchOutputWaits) {
   }
   c.setWritable(true);
   const std::string out = fixDate(c.takeOutput());
-  const std::string one = "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
-                          "Content-Length: 1000\r\n\r\n" + std::string(1000, 'b');
+  const std::string one =
+      "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 1000\r\n\r\n" +
+      std::string(1000, 'b');
   std::string all;
   for (int i = 0; i < 10; ++i) all += one;
   EXPECT_EQ(out, all);
@@ -359,7 +369,8 @@ TEST(HttpBackPressureTest, PausesReadingWhileTooMuchOutputWaits) {
 
 TEST(HttpPluginArgsTest, UnknownArgumentsAndBadValuesAreRefused) {
   if (::access(kPlugin.c_str(), R_OK) != 0) GTEST_SKIP() << "not built: " << kPlugin;
-  absl::StatusOr<std::unique_ptr<PluginHarness>> h = PluginHarness::load(kPlugin, {{"colour", "red"}});
+  absl::StatusOr<std::unique_ptr<PluginHarness>> h =
+      PluginHarness::load(kPlugin, {{"colour", "red"}});
   ASSERT_FALSE(h.ok());
   EXPECT_NE(std::string(h.status().message()).find("http: unknown argument 'colour'"),
             std::string::npos)
@@ -374,7 +385,8 @@ TEST(HttpPluginArgsTest, UnknownArgumentsAndBadValuesAreRefused) {
   EXPECT_NE(std::string(h.status().message()).find("cannot open root"), std::string::npos);
 }
 
-// --- Files ----------------------------------------------------------------------------------------
+// --- Files
+// ----------------------------------------------------------------------------------------
 
 class HttpFileTest : public ::testing::Test {
  protected:
@@ -434,10 +446,11 @@ TEST_F(HttpFileTest, ServesFilesWithValidators) {
   EXPECT_EQ(get(*h, "/%61.txt"), kFileHead + "0123456789abcdefghij");
   EXPECT_EQ(get(*h, "/dir/../a.txt"), kFileHead + "0123456789abcdefghij");
   // A symlink inside the root; its media type is by the name requested, as nginx does.
-  EXPECT_EQ(get(*h, "/in"),
-            "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: application/octet-stream\r\n"
-            "Content-Length: 20\r\nLast-Modified: M\r\nETag: E\r\nAccept-Ranges: bytes\r\n\r\n"
-            "0123456789abcdefghij");
+  EXPECT_EQ(
+      get(*h, "/in"),
+      "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: application/octet-stream\r\n"
+      "Content-Length: 20\r\nLast-Modified: M\r\nETag: E\r\nAccept-Ranges: bytes\r\n\r\n"
+      "0123456789abcdefghij");
   EXPECT_EQ(get(*h, "/"),
             "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/html\r\n"
             "Content-Length: 14\r\nLast-Modified: M\r\nETag: E\r\nAccept-Ranges: bytes\r\n\r\n"
@@ -457,12 +470,14 @@ TEST_F(HttpFileTest, ConditionalGetsAre304) {
   ASSERT_NE(h, nullptr);
   const std::string etag = etagOf(*h, "/a.txt");
   const std::string not_modified =
-      "HTTP/1.1 304 Not Modified\r\nServer: plexus\r\nDate: D\r\nLast-Modified: M\r\nETag: E\r\n\r\n";
+      "HTTP/1.1 304 Not Modified\r\nServer: plexus\r\nDate: D\r\nLast-Modified: M\r\nETag: "
+      "E\r\n\r\n";
   EXPECT_EQ(get(*h, "/a.txt", "If-None-Match: " + etag + "\r\n"), not_modified);
   EXPECT_EQ(get(*h, "/a.txt", "If-None-Match: \"x\", W/" + etag + "\r\n"), not_modified);
   EXPECT_EQ(get(*h, "/a.txt", "If-None-Match: *\r\n"), not_modified);
   EXPECT_EQ(get(*h, "/a.txt", "If-None-Match: \"other\"\r\n"), kFileHead + "0123456789abcdefghij");
-  EXPECT_EQ(get(*h, "/a.txt", "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n"), not_modified);
+  EXPECT_EQ(get(*h, "/a.txt", "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n"),
+            not_modified);
   EXPECT_EQ(get(*h, "/a.txt", "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n"),
             kFileHead + "0123456789abcdefghij");
   // If-None-Match wins over If-Modified-Since.
@@ -475,8 +490,10 @@ TEST_F(HttpFileTest, SingleRangesAre206Or416) {
   auto h = harness();
   ASSERT_NE(h, nullptr);
   auto partial = [](const std::string& range, const std::string& body) {
-    return "HTTP/1.1 206 Partial Content\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
-           "Content-Length: " + std::to_string(body.size()) +
+    return "HTTP/1.1 206 Partial Content\r\nServer: plexus\r\nDate: D\r\nContent-Type: "
+           "text/plain\r\n"
+           "Content-Length: " +
+           std::to_string(body.size()) +
            "\r\nLast-Modified: M\r\nETag: E\r\nAccept-Ranges: bytes\r\nContent-Range: bytes " +
            range + "/20\r\n\r\n" + body;
   };
@@ -492,7 +509,8 @@ TEST_F(HttpFileTest, SingleRangesAre206Or416) {
   EXPECT_EQ(get(*h, "/a.txt", "Range: bytes=0-1\r\nIf-Range: \"old\"\r\n"),
             kFileHead + "0123456789abcdefghij");
   const std::string etag = etagOf(*h, "/a.txt");
-  EXPECT_EQ(get(*h, "/a.txt", "Range: bytes=0-1\r\nIf-Range: " + etag + "\r\n"), partial("0-1", "01"));
+  EXPECT_EQ(get(*h, "/a.txt", "Range: bytes=0-1\r\nIf-Range: " + etag + "\r\n"),
+            partial("0-1", "01"));
 }
 
 TEST_F(HttpFileTest, NothingOutsideTheRootIsServed) {
@@ -503,8 +521,8 @@ TEST_F(HttpFileTest, NothingOutsideTheRootIsServed) {
          {"/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E%2Fsecret.txt", "/..%2fsecret.txt",
           "/dir/..%2f..%2fsecret.txt", "/out", "/up/secret.txt", "/dirout/secret.txt", "/empty/"}) {
       const std::string reply = get(*h, target);
-      EXPECT_TRUE(reply.starts_with("HTTP/1.1 403 Forbidden\r\n")) << symlinks << " " << target
-                                                                   << ": " << reply;
+      EXPECT_TRUE(reply.starts_with("HTTP/1.1 403 Forbidden\r\n"))
+          << symlinks << " " << target << ": " << reply;
       EXPECT_EQ(reply.find("secret\n"), std::string::npos);
     }
     EXPECT_TRUE(get(*h, "/nothing").starts_with("HTTP/1.1 404 Not Found\r\n"));
@@ -512,7 +530,7 @@ TEST_F(HttpFileTest, NothingOutsideTheRootIsServed) {
     EXPECT_TRUE(get(*h, "/%00").starts_with("HTTP/1.1 400 Bad Request\r\n"));
     // A symlink inside the root: followed, unless every symlink is refused.
     EXPECT_TRUE(get(*h, "/in").starts_with(symlinks == "off" ? "HTTP/1.1 200 OK\r\n"
-                                                              : "HTTP/1.1 403 Forbidden\r\n"))
+                                                             : "HTTP/1.1 403 Forbidden\r\n"))
         << symlinks;
   }
 }
@@ -531,8 +549,9 @@ TEST_F(HttpFileTest, AccessLogHasOneLinePerRequest) {
   auto h = harness({{"access-log", log.string()}, {"return:/hello", "200 Hello, World!"}});
   ASSERT_NE(h, nullptr);
   EmbeddedConnection& c = h->connect("10.1.2.3:5555");
-  c.feed("GET /hello HTTP/1.1\r\nHost: x\r\nUser-Agent: t\"1\r\nReferer: http://r/\r\n\r\n"
-         "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.feed(
+      "GET /hello HTTP/1.1\r\nHost: x\r\nUser-Agent: t\"1\r\nReferer: http://r/\r\n\r\n"
+      "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
   std::ifstream in(log);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // Two lines: address, time, request line, status, body bytes, referer and agent escaped.

@@ -43,7 +43,8 @@ std::optional<std::string> findProgram(const std::string& name) {
   return std::nullopt;
 }
 
-child::Outcome run(const std::vector<std::string>& argv, milliseconds timeout = milliseconds(60000)) {
+child::Outcome run(const std::vector<std::string>& argv,
+                   milliseconds timeout = milliseconds(60000)) {
   Child c = Child::spawn(argv, {.pipe_stdin = false, .pipe_stderr = true});
   return child::communicate(c, "", timeout);
 }
@@ -101,18 +102,19 @@ class HttpServerTest : public ::testing::Test {
     fs::create_symlink("..", root_ / "up");
 
     port_ = freePort();
-    server_ = Child::spawn({kServer, "--listen", "127.0.0.1:" + std::to_string(port_), "--threads",
-                            "1", "--plugin", kPlugin, "--plugin-arg",
-                            "return:/hello=200 Hello, World!", "--plugin-arg",
-                            "root=" + root_.string()},
-                           {.pipe_stdin = false, .pipe_stderr = true});
+    server_ =
+        Child::spawn({kServer, "--listen", "127.0.0.1:" + std::to_string(port_), "--threads", "1",
+                      "--plugin", kPlugin, "--plugin-arg", "return:/hello=200 Hello, World!",
+                      "--plugin-arg", "root=" + root_.string()},
+                     {.pipe_stdin = false, .pipe_stderr = true});
     ASSERT_TRUE(server_.started());
     ASSERT_TRUE(waitUntil([this] {
       int fd = connectBlocking(address(), milliseconds(1000));
       if (fd < 0) return false;
       ::close(fd);
       return true;
-    })) << "plexus-server did not start listening on port " << port_;
+    })) << "plexus-server did not start listening on port "
+        << port_;
   }
 
   void TearDown() override {
@@ -156,8 +158,8 @@ class HttpServerTest : public ::testing::Test {
   bool stopped_ = false;
 };
 
-#define REQUIRE_PROGRAM(var, name)                                                     \
-  const std::string var = requireProgram(name);                                        \
+#define REQUIRE_PROGRAM(var, name)              \
+  const std::string var = requireProgram(name); \
   if (var.empty()) GTEST_SKIP() << name << " is not installed (.ci/setup installs it)"
 
 TEST_F(HttpServerTest, CurlReusesTheConnectionForTwoUrls) {
@@ -215,7 +217,8 @@ TEST_F(HttpServerTest, CurlGetsFilesWholeAndByRange) {
   EXPECT_EQ(o.out, "<p>dir</p>\n");
   o = run({curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", url("/dir")});
   EXPECT_EQ(o.out, "301 " + url("/dir/"));
-  o = run({curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{content_type}", url("/index.html")});
+  o = run(
+      {curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{content_type}", url("/index.html")});
   EXPECT_EQ(o.out, "200 text/html");
 }
 
@@ -282,18 +285,18 @@ TEST_F(HttpServerTest, NothingOutsideTheRootIsServed) {
       {"/%2e%2e/%2e%2e/etc/passwd", "403 Forbidden"},
       {"/..%2f..%2fetc%2fpasswd", "403 Forbidden"},
       {"/dir/%2E%2E/%2e%2E/secret", "403 Forbidden"},
-      {"/out", "403 Forbidden"},           // a symlink leading out of the root
+      {"/out", "403 Forbidden"},            // a symlink leading out of the root
       {"/up/index.html", "403 Forbidden"},  // a symlink to the root's parent
-      {"/noindex/", "403 Forbidden"},      // a directory without index.html
+      {"/noindex/", "403 Forbidden"},       // a directory without index.html
       {"/nothing-here", "404 Not Found"},
       {"/index.html/x", "404 Not Found"},
       {"/%00", "400 Bad Request"},
   };
   for (const Case& c : cases) {
-    const std::string reply =
-        exchange(std::string("GET ") + c.target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    EXPECT_TRUE(reply.starts_with(std::string("HTTP/1.1 ") + c.status + "\r\n")) << c.target << ": "
-                                                                                 << reply;
+    const std::string reply = exchange(std::string("GET ") + c.target +
+                                       " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with(std::string("HTTP/1.1 ") + c.status + "\r\n"))
+        << c.target << ": " << reply;
     EXPECT_EQ(reply.find("secret"), std::string::npos) << c.target;
   }
   // A symlink within the root is followed.
@@ -303,7 +306,8 @@ TEST_F(HttpServerTest, NothingOutsideTheRootIsServed) {
 }
 
 TEST_F(HttpServerTest, MalformedRequestIs400AndClosed) {
-  const std::string reply = exchange("GET / HTTP/1.1\r\nHost : t\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+  const std::string reply =
+      exchange("GET / HTTP/1.1\r\nHost : t\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << reply;
   EXPECT_NE(reply.find("\r\nConnection: close\r\n"), std::string::npos);
   EXPECT_TRUE(reply.ends_with("\r\n\r\n400 Bad Request\n")) << reply;  // and nothing after it
@@ -375,8 +379,8 @@ TEST_F(HttpServerTest, WrkGetsOnlySuccessfulResponses) {
 
 TEST(HttpServerArgsTest, AnUnknownArgumentStopsTheServerWithOneLine) {
   if (::access(kServer.c_str(), X_OK) != 0) GTEST_SKIP() << "not built: " << kServer;
-  child::Outcome o = run({kServer, "--listen", "127.0.0.1:" + std::to_string(freePort()), "--plugin",
-                          kPlugin, "--plugin-arg", "roots=/srv"});
+  child::Outcome o = run({kServer, "--listen", "127.0.0.1:" + std::to_string(freePort()),
+                          "--plugin", kPlugin, "--plugin-arg", "roots=/srv"});
   EXPECT_EQ(o.status, 2);
   EXPECT_NE(o.err.find("http: unknown argument 'roots'"), std::string::npos) << o.err;
   EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;

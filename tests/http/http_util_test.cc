@@ -103,7 +103,8 @@ TEST(RangeTest, SingleRanges) {
   EXPECT_EQ(parseRange("bytes=-0", 100, &r), RangeResult::kUnsatisfiable);
   EXPECT_EQ(parseRange("bytes=0-", 0, &r), RangeResult::kUnsatisfiable);
   // Ignored: another unit, several ranges, malformed ones.
-  for (const char* h : {"items=0-1", "bytes=0-1,5-6", "bytes=5-1", "bytes=a-b", "bytes=", "bytes=5"}) {
+  for (const char* h :
+       {"items=0-1", "bytes=0-1,5-6", "bytes=5-1", "bytes=a-b", "bytes=", "bytes=5"}) {
     EXPECT_EQ(parseRange(h, 100, &r), RangeResult::kIgnore) << h;
   }
 }
@@ -162,7 +163,8 @@ TEST(HttpConfigTest, ReadsEveryArgument) {
   EXPECT_EQ(hello.head_rest, "\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n");
   EXPECT_EQ(c->routes.at("/old").head_rest, "\r\nLocation: /new\r\nContent-Length: 0\r\n");
   EXPECT_EQ(c->routes.at("/none").head_rest, "\r\n");
-  EXPECT_EQ(c->routes.at("/none").head_start, "HTTP/1.1 204 No Content\r\nServer: plexus\r\nDate: ");
+  EXPECT_EQ(c->routes.at("/none").head_start,
+            "HTTP/1.1 204 No Content\r\nServer: plexus\r\nDate: ");
 }
 
 TEST(HttpConfigTest, RefusesUnknownArgumentsAndBadValues) {
@@ -171,12 +173,21 @@ TEST(HttpConfigTest, RefusesUnknownArgumentsAndBadValues) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(c.status().message()).find("unknown argument 'rot'"), std::string::npos);
   const std::pair<const char*, const char*> bad[] = {
-      {"max-body", "lots"},       {"max-headers", "0"},          {"max-request-line", "-1"},
-      {"header-timeout", "soon"}, {"keepalive-timeout", "-5s"},  {"return:/x", "20 short"},
-      {"return:/x", "OK"},        {"return:x", "200 no slash"},  {"return:/../x", "200 above"},
-      {"return:/r", "302"},       {"disable-symlinks", "maybe"}, {"index", "a/b"},
+      {"max-body", "lots"},
+      {"max-headers", "0"},
+      {"max-request-line", "-1"},
+      {"header-timeout", "soon"},
+      {"keepalive-timeout", "-5s"},
+      {"return:/x", "20 short"},
+      {"return:/x", "OK"},
+      {"return:x", "200 no slash"},
+      {"return:/../x", "200 above"},
+      {"return:/r", "302"},
+      {"disable-symlinks", "maybe"},
+      {"index", "a/b"},
       {"return:/n", "204 text"},
-      {"root", ""},               {"max-body", "99999999999999999999G"},
+      {"root", ""},
+      {"max-body", "99999999999999999999G"},
   };
   for (const auto& [k, v] : bad) {
     absl::StatusOr<HttpConfig> r = HttpConfig::fromArgs({{k, v}});

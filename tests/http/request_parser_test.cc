@@ -93,7 +93,8 @@ int errorStatus(const std::string& input, ParserLimits limits = {}) {
 class RequestParserTest : public ::testing::TestWithParam<Feed> {};
 
 TEST_P(RequestParserTest, ParsesASimpleGet) {
-  const std::string req = "GET /a/b.html?x=1&y HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+  const std::string req =
+      "GET /a/b.html?x=1&y HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
   const Outcome o = parse(req + "GET /next", GetParam());
   ASSERT_EQ(o.result, RequestParser::Result::kComplete);
   EXPECT_EQ(o.method, "GET");
@@ -113,10 +114,12 @@ TEST_P(RequestParserTest, KeepAliveFollowsVersionAndConnection) {
   EXPECT_FALSE(parse("GET / HTTP/1.0\r\n\r\n", GetParam()).keep_alive);
   EXPECT_EQ(parse("GET / HTTP/1.0\r\n\r\n", GetParam()).minor, 0);
   EXPECT_TRUE(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", GetParam()).keep_alive);
-  EXPECT_FALSE(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", GetParam()).keep_alive);
+  EXPECT_FALSE(
+      parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", GetParam()).keep_alive);
   EXPECT_FALSE(
       parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: te, CLOSE\r\n\r\n", GetParam()).keep_alive);
-  EXPECT_TRUE(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n", GetParam()).keep_alive);
+  EXPECT_TRUE(
+      parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n", GetParam()).keep_alive);
 }
 
 TEST_P(RequestParserTest, AcceptsBareLfLineEndsAndSkipsLeadingBlankLines) {
@@ -127,8 +130,8 @@ TEST_P(RequestParserTest, AcceptsBareLfLineEndsAndSkipsLeadingBlankLines) {
 }
 
 TEST_P(RequestParserTest, ReadsAbsoluteFormAndAsteriskForm) {
-  Outcome o = parse("GET http://example.com:8080/p/q?z HTTP/1.1\r\nHost: example.com\r\n\r\n",
-                    GetParam());
+  Outcome o =
+      parse("GET http://example.com:8080/p/q?z HTTP/1.1\r\nHost: example.com\r\n\r\n", GetParam());
   ASSERT_EQ(o.result, RequestParser::Result::kComplete);
   EXPECT_EQ(o.path, "/p/q");
   EXPECT_EQ(o.query, "z");
@@ -164,33 +167,33 @@ INSTANTIATE_TEST_SUITE_P(Feeds, RequestParserTest,
 
 TEST(RequestParserErrorTest, MalformedRequestsAre400) {
   const char* cases[] = {
-      "GET / HTTP/1.1\r\n\r\n",                                       // no Host on 1.1
-      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",                 // two Hosts
-      "GET / HTTP/1.1\r\nHost : h\r\n\r\n",                           // space before the colon
-      "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n",                          // tab before the colon
-      "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n",                 // a line without a colon
-      "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n",            // obs-fold
-      "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n",           // obs-fold with a tab
-      "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",               // bare CR in a value
-      "GET / HTTP/1.1\rHost: h\r\n\r\n",                              // bare CR ending a line
-      "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n",                          // bare CR on the last line
-      "GET / HTTP/1.1\r\nHost: h\r\n: empty-name\r\n\r\n",            // empty field name
-      "GET / HTTP/1.1\r\nHo(st: h\r\n\r\n",                           // not a token
-      "GET /  HTTP/1.1\r\nHost: h\r\n\r\n",                           // two spaces
-      "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",                           // trailing space
-      " GET / HTTP/1.1\r\nHost: h\r\n\r\n",                           // leading space
-      "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n",                           // tab as separator
-      "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",                         // space in the target
-      "GET / HTTX/1.1\r\nHost: h\r\n\r\n",                            // not HTTP
-      "GET / HTTP/1.10\r\nHost: h\r\n\r\n",                           // two-digit minor
-      "GET / HTTP/1\r\nHost: h\r\n\r\n",                              // no minor
-      "GET / http/1.1\r\nHost: h\r\n\r\n",                            // lower-case name
-      "GET\r\n\r\n",                                                  // no target
-      "G@T / HTTP/1.1\r\nHost: h\r\n\r\n",                            // method not a token
-      "GET x HTTP/1.1\r\nHost: h\r\n\r\n",                            // target not origin-form
-      "GET * HTTP/1.1\r\nHost: h\r\n\r\n",                            // '*' with GET
-      "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",                     // another scheme
-      "GET http:/// HTTP/1.1\r\nHost: h\r\n\r\n",                     // no authority
+      "GET / HTTP/1.1\r\n\r\n",                              // no Host on 1.1
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",        // two Hosts
+      "GET / HTTP/1.1\r\nHost : h\r\n\r\n",                  // space before the colon
+      "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n",                 // tab before the colon
+      "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n",        // a line without a colon
+      "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n",   // obs-fold
+      "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n",  // obs-fold with a tab
+      "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",      // bare CR in a value
+      "GET / HTTP/1.1\rHost: h\r\n\r\n",                     // bare CR ending a line
+      "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n",                 // bare CR on the last line
+      "GET / HTTP/1.1\r\nHost: h\r\n: empty-name\r\n\r\n",   // empty field name
+      "GET / HTTP/1.1\r\nHo(st: h\r\n\r\n",                  // not a token
+      "GET /  HTTP/1.1\r\nHost: h\r\n\r\n",                  // two spaces
+      "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",                  // trailing space
+      " GET / HTTP/1.1\r\nHost: h\r\n\r\n",                  // leading space
+      "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n",                  // tab as separator
+      "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",                // space in the target
+      "GET / HTTX/1.1\r\nHost: h\r\n\r\n",                   // not HTTP
+      "GET / HTTP/1.10\r\nHost: h\r\n\r\n",                  // two-digit minor
+      "GET / HTTP/1\r\nHost: h\r\n\r\n",                     // no minor
+      "GET / http/1.1\r\nHost: h\r\n\r\n",                   // lower-case name
+      "GET\r\n\r\n",                                         // no target
+      "G@T / HTTP/1.1\r\nHost: h\r\n\r\n",                   // method not a token
+      "GET x HTTP/1.1\r\nHost: h\r\n\r\n",                   // target not origin-form
+      "GET * HTTP/1.1\r\nHost: h\r\n\r\n",                   // '*' with GET
+      "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",            // another scheme
+      "GET http:/// HTTP/1.1\r\nHost: h\r\n\r\n",            // no authority
   };
   for (const char* c : cases) {
     EXPECT_EQ(errorStatus(c), 400) << c;
@@ -204,17 +207,27 @@ TEST(RequestParserErrorTest, MalformedRequestsAre400) {
 }
 
 TEST(RequestParserErrorTest, BadContentLengthIs400) {
-  const char* values[] = {"abc", "-1", "+5", "", "1 2", "0x10", "5, 6", ",", "1.0",
-                          "99999999999999999999", "18446744073709551616"};
+  const char* values[] = {"abc",
+                          "-1",
+                          "+5",
+                          "",
+                          "1 2",
+                          "0x10",
+                          "5, 6",
+                          ",",
+                          "1.0",
+                          "99999999999999999999",
+                          "18446744073709551616"};
   for (const char* v : values) {
-    EXPECT_EQ(errorStatus(std::string("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ") + v +
-                          "\r\n\r\n"),
-              400)
+    EXPECT_EQ(
+        errorStatus(std::string("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ") + v + "\r\n\r\n"),
+        400)
         << v;
   }
   // Two headers that differ.
-  EXPECT_EQ(errorStatus("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            400);
+  EXPECT_EQ(
+      errorStatus("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+      400);
 }
 
 TEST(RequestParserErrorTest, TransferEncodingRules) {
@@ -228,8 +241,9 @@ TEST(RequestParserErrorTest, TransferEncodingRules) {
   EXPECT_EQ(errorStatus("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
   EXPECT_EQ(errorStatus("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             501);
-  EXPECT_EQ(errorStatus("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-            400);
+  EXPECT_EQ(
+      errorStatus("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+      400);
   EXPECT_EQ(errorStatus("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
                         "Transfer-Encoding: chunked\r\n\r\n"),
             400);
@@ -369,7 +383,9 @@ TEST_P(BodyReaderTest, ContentLengthBodyStopsAtItsEnd) {
 TEST_P(BodyReaderTest, ChunkedBodyWithExtensionsAndTrailers) {
   const std::string body =
       "5\r\nhello\r\n"
-      "1A;name=value;x\r\n" + std::string(26, 'z') + "\r\n"
+      "1A;name=value;x\r\n" +
+      std::string(26, 'z') +
+      "\r\n"
       "a  \r\n0123456789\r\n"
       "0\r\nX-Trailer: t\r\nY: u\r\n\r\n";
   const BodyOutcome o = readBody(body + "GET /next", true, 0, GetParam());
@@ -390,19 +406,19 @@ TEST_P(BodyReaderTest, BadChunksAreRefused) {
     std::string body;
     int status;
   } cases[] = {
-      {"zz\r\nab\r\n0\r\n\r\n", 400},                   // not hex
-      {"\r\n", 400},                                    // no size
-      {";ext\r\n", 400},                                // no size before the extension
-      {"-1\r\n", 400},                                  // a sign
-      {"5\r\nhelloX\r\n0\r\n\r\n", 400},                // longer than its size
-      {"5\rX", 400},                                    // bare CR after the size
-      {"5\r\nhello\rX", 400},                           // bare CR after the data
-      {"11111111111111111\r\n", 400},                   // 17 hex digits: past 64 bits
-      {"5 x\r\n", 400},                                 // junk after the size
-      {"0\r\nX: a\x01\r\n\r\n", 400},                   // a control in a trailer
-      {"0\r\n folded\r\n\r\n", 400},                    // obs-fold in the trailers
-      {"0\r\n\rX", 400},                                // bare CR ending the body
-      {"5;a\x01\r\n", 400},                             // a control in an extension
+      {"zz\r\nab\r\n0\r\n\r\n", 400},     // not hex
+      {"\r\n", 400},                      // no size
+      {";ext\r\n", 400},                  // no size before the extension
+      {"-1\r\n", 400},                    // a sign
+      {"5\r\nhelloX\r\n0\r\n\r\n", 400},  // longer than its size
+      {"5\rX", 400},                      // bare CR after the size
+      {"5\r\nhello\rX", 400},             // bare CR after the data
+      {"11111111111111111\r\n", 400},     // 17 hex digits: past 64 bits
+      {"5 x\r\n", 400},                   // junk after the size
+      {"0\r\nX: a\x01\r\n\r\n", 400},     // a control in a trailer
+      {"0\r\n folded\r\n\r\n", 400},      // obs-fold in the trailers
+      {"0\r\n\rX", 400},                  // bare CR ending the body
+      {"5;a\x01\r\n", 400},               // a control in an extension
   };
   for (const Case& c : cases) {
     ParserLimits limits;

@@ -1,8 +1,8 @@
-// No heap allocation per request on the http plugin's fixed-response path (`return:PATH`): keep-alive
-// requests, one at a time and pipelined, through the plugin host with the plugin loaded from
-// build/plugins/http.so, as plexus-server runs it. operator new is replaced in this test binary
-// and counts what the server's loop threads allocate (the plugin's code resolves operator new to
-// this program's, like libplexus's does).
+// No heap allocation per request on the http plugin's fixed-response path (`return:PATH`):
+// keep-alive requests, one at a time and pipelined, through the plugin host with the plugin loaded
+// from build/plugins/http.so, as plexus-server runs it. operator new is replaced in this test
+// binary and counts what the server's loop threads allocate (the plugin's code resolves operator
+// new to this program's, like libplexus's does).
 
 #include <sys/socket.h>
 #include <unistd.h>
