@@ -162,6 +162,41 @@ TEST_P(HttpPluginTest, BodiesAreReadAndDiscarded) {
   EXPECT_FALSE(c.closed());
 }
 
+TEST_P(HttpPluginTest, RoutesByNormalizedPathAndAnswersEveryMethod) {
+  auto h = load({{"return:/hello", "200 Hello, World!"},
+                 {"return:/old", "301 /new"},
+                 {"return:/empty", "204"}});
+  ASSERT_NE(h, nullptr);
+  EmbeddedConnection& c = h->connect();
+  feed(c,
+       "GET /hel%6Co HTTP/1.1\r\nHost: x\r\n\r\n"
+       "DELETE /a/../hello HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET http://example.com/hello HTTP/1.1\r\nHost: example.com\r\n\r\n"
+       "GET /old HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"
+       "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET /../hello HTTP/1.1\r\nHost: x\r\n\r\n",
+       GetParam());
+  EXPECT_EQ(
+      fixDate(c.takeOutput()),
+      kHello + kHello + kHello +
+          "HTTP/1.1 301 Moved Permanently\r\nServer: plexus\r\nDate: D\r\n"
+          "Location: /new\r\nContent-Length: 0\r\n\r\n"
+          "HTTP/1.1 204 No Content\r\nServer: plexus\r\nDate: D\r\n\r\n"
+          "HTTP/1.1 200 OK\r\nServer: plexus\r\nDate: D\r\nAllow: GET, HEAD, OPTIONS\r\n"
+          "Content-Length: 0\r\n\r\n"
+          "HTTP/1.1 403 Forbidden\r\nServer: plexus\r\nDate: D\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 14\r\n\r\n403 Forbidden\n");
+  EXPECT_FALSE(c.closed());
+  // CONNECT is not served: 405, and the connection closes.
+  feed(c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", GetParam());
+  EXPECT_EQ(fixDate(c.takeOutput()),
+            "HTTP/1.1 405 Method Not Allowed\r\nServer: plexus\r\nDate: D\r\nAllow: GET, HEAD\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\n"
+            "405 Method Not Allowed\n");
+  EXPECT_TRUE(c.closed());
+}
+
 INSTANTIATE_TEST_SUITE_P(Feeds, HttpPluginTest,
                          ::testing::Values(Feed::kWhole, Feed::kBytewise, Feed::kSplit1,
                                            Feed::kSplit2));
