@@ -397,4 +397,29 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
   return command;
 }
 
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text, std::string_view name) {
+  // The defaults of parseServerOptions(); tests/unit/server_config_text_test.cc checks that both
+  // read a config alike.
+  ServerConfig defaults;
+  defaults.server.listen_address = InetAddress(kDefaultPort);
+  defaults.server.threads = defaultThreads();
+  defaults.plugin_dirs = defaultPluginDirs();
+  defaults.config_file = std::string(name);
+
+  po::options_description settings = settingsDescription(defaults);
+  po::variables_map vm;
+  std::istringstream in{std::string(text)};
+  try {
+    po::store(po::parse_config_file(in, settings, /*allow_unregistered=*/false), vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", name, e.what()));
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  return buildConfig(vm, std::move(defaults));
+}
+
 }  // namespace plexus::server

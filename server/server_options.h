@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,12 @@ struct ServerCommand {
 // line wins over the file. Errors are one line, without the program name, e.g.
 // "unknown engine 'foo' (known: epoll, poll, select)"; main prints "plexus-server: error: " before.
 absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const argv[]);
+
+// Parses `text` as the contents of a --config file given alone on the command line
+// (`plexus-server --config NAME`): the same settings, defaults and errors, `name` standing for the
+// file in them. For tests and the config_parser fuzz target (tests/fuzz/), which need no file.
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text,
+                                                   std::string_view name = "<config>");
 
 // "65536", "64K", "4M", "1G" (also "64k", "64KB", "64KiB"): bytes, with binary suffixes.
 absl::StatusOr<size_t> parseSize(const std::string& text);
