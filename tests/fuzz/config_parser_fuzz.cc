@@ -8,15 +8,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "server_options.h"
 
 namespace {
 
-[[noreturn]] void finding(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "config_parser: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
+[[noreturn]] void finding(const char* what, const std::string& detail) {
+  std::fprintf(stderr, "config_parser: %s: %s\n", what, detail.c_str());
   std::abort();
 }
 
@@ -31,8 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (config.status().code() != absl::StatusCode::kInvalidArgument) {
       finding("an error that is not InvalidArgument", config.status().ToString());
     }
-    if (config.status().message().find('\n') != std::string_view::npos) {
-      finding("an error of more than one line", config.status().message());
+    const std::string message(config.status().message());
+    if (message.find('\n') != std::string::npos) {
+      finding("an error of more than one line", message);
     }
     return 0;
   }
