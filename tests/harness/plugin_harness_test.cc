@@ -198,7 +198,9 @@ class ProbeFactory final : public PluginFactory {
 
 class PluginHarnessTest : public ::testing::Test {
  protected:
-  void SetUp() override { harness_ = std::make_unique<PluginHarness>(std::make_shared<ProbeFactory>(&r_)); }
+  void SetUp() override {
+    harness_ = std::make_unique<PluginHarness>(std::make_shared<ProbeFactory>(&r_));
+  }
   EmbeddedConnection& connect() { return harness_->connect(); }
 
   Record r_;

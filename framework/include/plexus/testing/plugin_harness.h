@@ -100,7 +100,8 @@ class PluginHarness {
   explicit PluginHarness(std::shared_ptr<PluginFactory> factory);
   // Loads a plugin as plexus-server does (plexus/plugin_loader.h): `name_or_path` is a path, or a
   // name looked for as NAME.so in `plugin_dirs` (empty: defaultPluginDirs(), which for a test
-  // program in a Plexus build tree's bin/ is that tree's plugins/). The loader's errors as they are.
+  // program in a Plexus build tree's bin/ is that tree's plugins/). The loader's errors as they
+  // are.
   static absl::StatusOr<std::unique_ptr<PluginHarness>> load(
       std::string_view name_or_path, const PluginArgs& args = {},
       const std::vector<std::string>& plugin_dirs = {});
