@@ -42,6 +42,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     finding("threads out of range", "");
   }
   if (c.plugin.empty()) finding("an empty plugin name accepted", "");
+  if (c.listeners.empty()) finding("no listener", "");
+  for (const plexus::server::ListenerConfig& l : c.listeners) {
+    if (l.plugin.empty()) finding("a listener without a plugin", l.spec);
+    for (const auto& [key, value] : l.plugin_args) {
+      if (key.empty()) finding("an empty plugin argument key accepted", l.spec);
+    }
+  }
   if (c.server.connection.idle_timeout.count() < 0 || c.shutdown_timeout.count() < 0) {
     finding("a negative duration accepted", "");
   }

@@ -32,6 +32,12 @@ absl::StatusOr<ServerConfig> throughFile(const std::string& text, std::string* p
 std::string describe(const ServerConfig& c) {
   std::string args;
   for (const auto& [k, v] : c.plugin_args) absl::StrAppend(&args, k, "=", v, ";");
+  std::string listeners;
+  for (const ListenerConfig& l : c.listeners) {
+    absl::StrAppend(&listeners, "[", l.address.toIpPort(), " ", l.plugin, " ", l.spec);
+    for (const auto& [k, v] : l.plugin_args) absl::StrAppend(&listeners, " ", k, "=", v);
+    absl::StrAppend(&listeners, "]");
+  }
   return absl::StrCat(
       "listen=", c.server.listen_address.toIpPort(), " threads=", c.server.threads,
       " engine=", c.server.engine.name, " mode=", static_cast<int>(c.server.engine.epoll_mode),
@@ -41,7 +47,7 @@ std::string describe(const ServerConfig& c) {
       " idle=", c.server.connection.idle_timeout.count(),
       " hwm=", c.server.connection.high_water_mark, " grace=", c.shutdown_timeout.count(),
       " log=", static_cast<int>(c.log_level), " stats=", c.print_stats,
-      " file=", c.config_file);
+      " file=", c.config_file, " listeners=", listeners);
 }
 
 TEST(ServerConfigTextTest, ReadsAsTheConfigFileDoes) {
@@ -52,6 +58,7 @@ TEST(ServerConfigTextTest, ReadsAsTheConfigFileDoes) {
       "engine = epoll\nepoll-mode = edge\nbalance = least-connections\nstats = true\n",
       "idle-timeout = 0.25\nhigh-water-mark = 64K\nshutdown-timeout = 2\nlog-level = warn\n",
       "max-connections = 10\nplugin-dir = /a\nplugin-dir = /b\n# a comment\n",
+      "listen = 127.0.0.1:7005 echo\nlisten = :7006 upper 'greeting=hello world'\n",
       // Refused, each with its own message.
       "port = 0\n",
       "engine = kqueue\n",
