@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -161,6 +163,47 @@ int defaultThreads() {
 
 std::string toString(const std::vector<std::string>& v) { return absl::StrJoin(v, ", "); }
 
+// Boost.program_options (1.74) makes an error's message by replacing each of its placeholders
+// ("%canonical_option%", "%value%", ...) until none is left, so an option name or value that holds
+// one ("st%original_token%ats = 1" in a config file) makes what() loop forever. This makes the
+// same message in one pass over the template: what is substituted is never read again.
+class SafeErrorText final : public po::error_with_option_name {
+ public:
+  explicit SafeErrorText(const po::error_with_option_name& e) : po::error_with_option_name(e) {}
+  std::string text() const {
+    std::map<std::string, std::string> values(m_substitutions);
+    values["canonical_option"] = get_canonical_option_name();
+    values["prefix"] = get_canonical_option_prefix();
+    std::vector<std::pair<std::string, std::string>> tokens;  // placeholder -> text
+    for (const auto& [name, from_to] : m_substitution_defaults) {
+      if (values[name].empty()) tokens.push_back(from_to);
+    }
+    for (const auto& [name, value] : values) tokens.emplace_back("%" + name + "%", value);
+    std::string out;
+    const std::string& t = m_error_template;
+    for (size_t i = 0; i < t.size();) {
+      auto match = std::find_if(tokens.begin(), tokens.end(), [&](const auto& token) {
+        return !token.first.empty() && t.compare(i, token.first.size(), token.first) == 0;
+      });
+      if (match == tokens.end()) {
+        out.push_back(t[i++]);
+      } else {
+        out.append(match->second);
+        i += match->first.size();
+      }
+    }
+    return out;
+  }
+};
+
+// What a program_options error says, never through what() when placeholders are involved.
+std::string errorText(const po::error& e) {
+  if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) {
+    return SafeErrorText(*named).text();
+  }
+  return e.what();
+}
+
 // The options a config file may set; the command line has these plus help, version and config.
 po::options_description settingsDescription(const ServerConfig& defaults) {
   const ConnectionOptions& conn = defaults.server.connection;
@@ -226,7 +269,7 @@ absl::Status readConfigFile(const std::string& file, const po::options_descripti
   try {
     po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), *vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", file, e.what()));
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", file, errorText(e)));
   }
   return absl::OkStatus();
 }
@@ -494,7 +537,7 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
     }
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(e.what());
+    return absl::InvalidArgumentError(errorText(e));
   }
 
   if (vm.count("help")) {
@@ -521,13 +564,38 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(e.what());
+    return absl::InvalidArgumentError(errorText(e));
   }
 
   auto config = buildConfig(vm, std::move(defaults));
   if (!config.ok()) return config.status();
   command.config = *std::move(config);
   return command;
+}
+
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text, std::string_view name) {
+  // The defaults of parseServerOptions(); tests/unit/server_config_text_test.cc checks that both
+  // read a config alike.
+  ServerConfig defaults;
+  defaults.server.listen_address = InetAddress(kDefaultPort);
+  defaults.server.threads = defaultThreads();
+  defaults.plugin_dirs = defaultPluginDirs();
+  defaults.config_file = std::string(name);
+
+  po::options_description settings = settingsDescription(defaults);
+  po::variables_map vm;
+  std::istringstream in{std::string(text)};
+  try {
+    po::store(po::parse_config_file(in, settings, /*allow_unregistered=*/false), vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", name, errorText(e)));
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(errorText(e));
+  }
+  return buildConfig(vm, std::move(defaults));
 }
 
 }  // namespace plexus::server

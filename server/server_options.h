@@ -64,6 +64,12 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
 // "'" or "\"" without its closing quote, or a backslash at the end, is an error.
 absl::StatusOr<std::vector<std::string>> splitListenWords(std::string_view text);
 
+// Parses `text` as the contents of a --config file given alone on the command line
+// (`plexus-server --config NAME`): the same settings, defaults and errors, `name` standing for the
+// file in them. For tests and the config_parser fuzz target (tests/fuzz/), which need no file.
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text,
+                                                   std::string_view name = "<config>");
+
 // "65536", "64K", "4M", "1G" (also "64k", "64KB", "64KiB"): bytes, with binary suffixes.
 absl::StatusOr<size_t> parseSize(const std::string& text);
 
