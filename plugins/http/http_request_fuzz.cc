@@ -1,4 +1,4 @@
-// libFuzzer target `http_request` (registered in plugins/http/CMakeLists.txt): the http plugin's
+// libFuzzer target `http_request` (registered in tests/CMakeLists.txt): the http plugin's
 // request parser and body reader, and the path normalization that guards the file root.
 //
 // The input is a byte stream from a client. It is processed as the plugin does (head, then body,
