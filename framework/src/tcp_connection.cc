@@ -301,7 +301,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
-  if (outputEmpty()) {
+  if (outputEmpty() && !handler_->holdsOutput()) {
     handleClose();
     return;
   }
@@ -404,6 +404,8 @@ void TcpConnection::afterOutputDrained() {
   const State st = state_.load(std::memory_order_relaxed);
   if (st == kDisconnected || !outputEmpty()) return;
   if (st == kDisconnecting || peer_closed_) {
+    // After EOF the handler may still have replies to send (handlerOutputDrained() follows).
+    if (st == kConnected && handler_->holdsOutput()) return;
     handleClose();
   } else if (shutdown_pending_) {
     shutdown_pending_ = false;
@@ -634,6 +636,14 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
   if (!files_) files_ = std::make_unique<FileQueue>();
   files_->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
   if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
+}
+
+void TcpConnection::handlerOutputDrained() {
+  getLoop()->assertInLoopThread();
+  if (peer_closed_ && state_.load(std::memory_order_relaxed) == kConnected && outputEmpty() &&
+      !handler_->holdsOutput()) {
+    handleClose();
+  }
 }
 
 void TcpConnection::shutdown() {

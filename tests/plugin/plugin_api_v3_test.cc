@@ -251,6 +251,16 @@ TEST_P(PluginApiV3Test, CloseWaitsForDeferredPlaces) {
   ::close(fd);
 }
 
+TEST_P(PluginApiV3Test, DeferredRepliesStillGoOutAfterThePeersEof) {
+  const int fd = connect();
+  ASSERT_TRUE(writeAll(fd, "defer 40 late\nnow after\n"));
+  ::shutdown(fd, SHUT_WR);  // EOF while the deferred place is unfilled
+  bool eof = false;
+  EXPECT_EQ(readUntilEof(fd, &eof), "late\nafter\n");
+  EXPECT_TRUE(eof);
+  ::close(fd);
+}
+
 TEST_P(PluginApiV3Test, ResumeDeliversInputAlreadyReadWithoutNewBytes) {
   const int fd = connect();
   // All in one write: the rest sits unconsumed in the input while reading is paused; the peer

@@ -79,6 +79,10 @@ class ConnectionHandler {
   // Its server is stopping gracefully (TcpServer::stop()): finish what is in flight and close.
   // The default closes once the output has drained (closeAfterFlush()).
   virtual void onServerStop(const TcpConnectionPtr& conn);
+  // True while the handler still has output of its own to send (a reply it will send later, say).
+  // A connection whose peer has ended its side (EOF) waits for it before closing; the handler
+  // calls TcpConnection::handlerOutputDrained() once it holds none.
+  virtual bool holdsOutput() const { return false; }
 };
 
 // The owner of a connection (TcpServer, TcpClient): told once, on the loop thread, when the
@@ -166,6 +170,10 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   // handler.
   absl::Status connectEstablished();
   void connectDestroyed();
+
+  // The handler no longer holds output (see ConnectionHandler::holdsOutput()): a connection whose
+  // peer has ended its side closes now if nothing else is queued. Loop thread only.
+  void handlerOutputDrained();
 
   // Number of bytes the peer sent us / we wrote to the peer. Loop thread only.
   uint64_t bytesReceived() const { return bytes_received_; }
