@@ -176,6 +176,13 @@ absl::StatusOr<HttpConfig> HttpConfig::fromArgs(const PluginArgs& args) {
       st = duration(&c.body_timeout);
     } else if (key == "keepalive-timeout") {
       st = duration(&c.keepalive_timeout);
+    } else if (key == "file-cache") {
+      if (value != "on" && value != "off") st = bad(key, value, "on or off");
+      c.file_cache = value == "on";
+    } else if (key == "file-cache-max-file") {
+      st = size(&c.file_cache_max_file, 0);
+    } else if (key == "file-cache-size") {
+      st = size(&c.file_cache_size, 0);
     } else if (key == "pipeline-max-output") {
       st = size(&c.pipeline_max_output, 1);
     } else if (key == "access-log") {
@@ -192,7 +199,8 @@ absl::StatusOr<HttpConfig> HttpConfig::fromArgs(const PluginArgs& args) {
           cat({"http: unknown argument '", key,
                "' (known: root, index, disable-symlinks, return:PATH, max-request-line, "
                "max-header-size, max-headers, max-body, header-timeout, body-timeout, "
-               "keepalive-timeout, pipeline-max-output, access-log)"}));
+               "keepalive-timeout, pipeline-max-output, access-log, file-cache, file-cache-max-file, "
+               "file-cache-size)"}));
     }
     if (!st.ok()) return st;
   }

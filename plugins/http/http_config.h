@@ -44,6 +44,13 @@ struct HttpConfig {
   std::chrono::nanoseconds body_timeout = std::chrono::seconds(60);
   std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds(75);  // 0: no keep-alive
   size_t pipeline_max_output = 1 << 20;
+  // Small files kept in memory, per loop: a file of at most file_cache_max_file bytes is read
+  // once and then sent from memory (one write with its head) while a stat of its path shows the
+  // same file (device, inode, size, modification time); at most file_cache_size bytes per loop.
+  // Off with disable-symlinks (whose every-component check is the point) or file-cache=off.
+  bool file_cache = true;
+  size_t file_cache_max_file = 64 * 1024;
+  size_t file_cache_size = 16 * 1024 * 1024;
   std::string access_log;  // empty: off; "stderr"; or a file path
   // By path, exactly as requested after percent-decoding and normalizing.
   absl::flat_hash_map<std::string, FixedRoute, PathHash, PathEq> routes;

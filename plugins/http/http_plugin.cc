@@ -43,6 +43,19 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // The loop's output string is kept for the next batch unless it grew past this.
 constexpr size_t kKeepOutputCapacity = 256 * 1024;
 
+// A file modified less than this long ago is not cached (see cacheFile()).
+constexpr time_t kSettledSeconds = 2;
+
+// A small file held in memory (see HttpConfig::file_cache). Immutable once made; shared with the
+// requests that use it, so that an entry replaced or evicted meanwhile stays valid for them.
+struct CachedFile {
+  std::string body;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  timespec mtim{};
+  std::string_view type;
+};
+
 // State of one event loop, used by that loop's connections only.
 struct LoopState {
   time_t now = -1;
@@ -52,6 +65,9 @@ struct LoopState {
   std::string scratch;    // a normalized path
   std::string open_path;  // the same, relative to the root, as open() takes it
   std::string log_line;
+  // By request path (normalized; a directory's path ends in '/', for its index file).
+  absl::flat_hash_map<std::string, std::shared_ptr<const CachedFile>, PathHash, PathEq> files;
+  size_t files_bytes = 0;
 
   int64_t mono_ms = 0;  // CLOCK_MONOTONIC_COARSE, for the lazy idle deadline
 
@@ -166,6 +182,7 @@ struct Pending {
   uint64_t offset = 0, length = 0, size = 0;
   time_t mtime = 0;
   std::string_view type;  // a static string of mediaType()
+  std::shared_ptr<const CachedFile> cached;  // the body comes from memory, not from fd
   char etag_buf[kEtagMaxSize];
   size_t etag_size = 0;
   std::string_view etag() const { return {etag_buf, etag_size}; }
@@ -179,6 +196,7 @@ struct Pending {
   void clear() {
     if (fd >= 0) ::close(fd);
     fd = -1;
+    cached.reset();
     kind = Kind::kNone;
     location.clear();
     allow = {};
@@ -344,8 +362,73 @@ class HttpHandler final : public ProtocolHandler {
     pending_.allow = allow;
   }
 
+  // A cached copy of the file at `path`, if it is still the same file: one stat of the path, no
+  // open. A path whose file changed, or any doubt, goes the long way (open beneath the root).
+  std::shared_ptr<const CachedFile> cachedFile(std::string_view path) {
+    if (!cfg_.file_cache || cfg_.disable_symlinks) return nullptr;
+    auto it = loop_.files.find(path);
+    if (it == loop_.files.end()) return nullptr;
+    const CachedFile& f = *it->second;
+    std::string& rel = loop_.open_path;
+    rel.assign(path.substr(1));
+    if (rel.empty() || rel.back() == '/') rel.append(cfg_.index);
+    struct stat st;
+    if (::fstatat(server_.root_fd, rel.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_dev != f.dev || st.st_ino != f.ino ||
+        static_cast<uint64_t>(st.st_size) != f.body.size() ||
+        st.st_mtim.tv_sec != f.mtim.tv_sec || st.st_mtim.tv_nsec != f.mtim.tv_nsec) {
+      loop_.files_bytes -= f.body.size();
+      loop_.files.erase(it);
+      return nullptr;
+    }
+    return it->second;
+  }
+
+  // Reads a small regular file (open as `fd`, described by `st`) into the loop's cache.
+  std::shared_ptr<const CachedFile> cacheFile(std::string_view path, int fd,
+                                              const struct stat& st, std::string_view type) {
+    const auto size = static_cast<uint64_t>(st.st_size);
+    // A file modified in the last seconds may be written again within the same tick of the file
+    // system's clock, leaving size and time as they were: such files are served from disk until
+    // they have been still for a while, so that a later change always shows in the stat.
+    if (!cfg_.file_cache || cfg_.disable_symlinks || size > cfg_.file_cache_max_file ||
+        size > cfg_.file_cache_size || st.st_mtim.tv_sec + kSettledSeconds > loop_.now) {
+      return nullptr;
+    }
+    auto f = std::make_shared<CachedFile>();
+    f->body.resize(size);
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pread(fd, f->body.data() + done, size - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return nullptr;  // changed under us: serve it from the fd instead
+      done += static_cast<size_t>(n);
+    }
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->mtim = st.st_mtim;
+    f->type = type;
+    if (loop_.files_bytes + size > cfg_.file_cache_size) {
+      loop_.files.clear();  // simple and bounded: start over
+      loop_.files_bytes = 0;
+    }
+    auto [it, inserted] = loop_.files.try_emplace(std::string(path), f);
+    if (!inserted) {
+      loop_.files_bytes -= it->second->body.size();
+      it->second = f;
+    }
+    loop_.files_bytes += size;
+    return f;
+  }
+
   void serveFile(const Request& req, std::string_view path) {
     Pending& p = pending_;
+    if (auto cached = cachedFile(path)) {
+      p.cached = std::move(cached);
+      const CachedFile& f = *p.cached;
+      fileFound(req, f.body.size(), f.mtim.tv_sec, f.type);
+      return;
+    }
     std::string_view rel = path.substr(1);
     int fd = openBeneath(server_, rel, {}, loop_.open_path);
     struct stat st;
@@ -378,10 +461,23 @@ class HttpHandler final : public ProtocolHandler {
       ::close(fd);
       return status(403, p.keep_alive);  // a device, a FIFO, a socket, a directory as index
     }
-    p.fd = fd;
-    p.size = static_cast<uint64_t>(st.st_size);
-    p.mtime = st.st_mtime;
-    p.type = mediaType(path.back() == '/' ? std::string_view(server_.config.index) : path);
+    const std::string_view type =
+        mediaType(path.back() == '/' ? std::string_view(server_.config.index) : path);
+    if (auto cached = cacheFile(path, fd, st, type)) {
+      ::close(fd);
+      p.cached = std::move(cached);
+    } else {
+      p.fd = fd;
+    }
+    fileFound(req, static_cast<uint64_t>(st.st_size), st.st_mtime, type);
+  }
+
+  // The file to answer with is known (open as pending_.fd, or cached): status, validators, range.
+  void fileFound(const Request& req, uint64_t size, time_t mtime, std::string_view type) {
+    Pending& p = pending_;
+    p.size = size;
+    p.mtime = mtime;
+    p.type = type;
     p.etag_size = formatEtag(p.mtime, p.size, p.etag_buf);
     p.kind = Pending::Kind::kFile;
     p.status = 200;
@@ -539,6 +635,10 @@ class HttpHandler final : public ProtocolHandler {
     appendConnection(keep_alive, p.http10);
     out.append("\r\n");
     if (p.head || p.length == 0) return 0;
+    if (p.cached) {
+      out.append(std::string_view(p.cached->body).substr(p.offset, p.length));
+      return p.length;
+    }
     flush();  // the head goes before the file's bytes
     session_->sendFile(p.fd, p.offset, p.length);
     p.fd = -1;  // the session owns it now

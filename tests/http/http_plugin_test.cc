@@ -500,6 +500,59 @@ TEST_F(HttpFileTest, ServesFilesWithValidators) {
             "Content-Type: text/plain\r\nContent-Length: 23\r\n\r\n405 Method Not Allowed\n");
 }
 
+// Small files are served from memory once they have settled (not modified in the last seconds),
+// while a stat of their path shows the same file.
+TEST_F(HttpFileTest, CachedFilesAreServedFromMemoryAndFollowChanges) {
+  auto h = harness();
+  ASSERT_NE(h, nullptr);
+  const fs::path a = root_ / "a.txt";
+  const auto past = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  fs::last_write_time(a, past);
+  const std::string body = "0123456789abcdefghij";
+  EXPECT_EQ(get(*h, "/a.txt"), kFileHead + body);  // read into the cache
+  // Rewritten in place with its size and time put back: the stat cannot tell, the copy in
+  // memory is served (this is how the test knows the cache is used).
+  write(a, "ABCDEFGHIJKLMNOPQRST");
+  fs::last_write_time(a, past);
+  EXPECT_EQ(get(*h, "/a.txt"), kFileHead + body);
+  // Any change of time, size or inode shows.
+  fs::last_write_time(a, past + std::chrono::seconds(1));
+  EXPECT_EQ(get(*h, "/a.txt"), kFileHead + "ABCDEFGHIJKLMNOPQRST");
+  write(a, "short\n");
+  fs::last_write_time(a, past);
+  EXPECT_NE(get(*h, "/a.txt").find("\r\n\r\nshort\n"), std::string::npos);
+  // Replaced by a symlink leading out of the root: refused, the cached copy forgotten.
+  fs::remove(a);
+  fs::create_symlink(base_ / "secret.txt", a);
+  EXPECT_EQ(get(*h, "/a.txt").rfind("HTTP/1.1 403 ", 0), 0u);
+  fs::remove(a);
+  EXPECT_EQ(get(*h, "/a.txt").rfind("HTTP/1.1 404 ", 0), 0u);
+}
+
+TEST_F(HttpFileTest, CacheOnOrOffLargeOrSmallAnswerTheSame) {
+  for (const fs::path& p : {root_ / "a.txt", root_ / "index.html", root_ / "dir" / "index.html"}) {
+    fs::last_write_time(p, fs::file_time_type::clock::now() - std::chrono::hours(1));
+  }
+  auto on = harness();
+  auto off = harness({{"file-cache", "off"}});
+  // Files over the size limit, and a cache too small for two files (it starts over).
+  auto tiny = harness({{"file-cache-max-file", "16"}, {"file-cache-size", "24"}});
+  ASSERT_NE(on, nullptr);
+  ASSERT_NE(off, nullptr);
+  ASSERT_NE(tiny, nullptr);
+  const std::vector<std::pair<std::string, std::string>> requests = {
+      {"/a.txt", ""}, {"/a.txt", "Range: bytes=2-5\r\n"}, {"/a.txt", "Range: bytes=-3\r\n"},
+      {"/", ""}, {"/dir/", ""}, {"/a.txt", "Range: bytes=50-\r\n"}, {"/", ""}, {"/a.txt", ""}};
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [target, headers] : requests) {
+      const std::string expected = get(*off, target, headers);
+      EXPECT_EQ(get(*on, target, headers), expected) << target << " " << headers;
+      EXPECT_EQ(get(*tiny, target, headers), expected) << target << " " << headers;
+      EXPECT_EQ(get(*on, target, headers, "HEAD"), get(*off, target, headers, "HEAD"));
+    }
+  }
+}
+
 TEST_F(HttpFileTest, ConditionalGetsAre304) {
   auto h = harness();
   ASSERT_NE(h, nullptr);
