@@ -35,7 +35,7 @@ class UpperFactory final : public plexus::PluginFactory {
       throw std::invalid_argument("upper takes no arguments, got '" + args.begin()->first + "'");
     }
   }
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<UpperHandler>();
   }
 };

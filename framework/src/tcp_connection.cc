@@ -1,11 +1,14 @@
 #include "plexus/tcp_connection.h"
 
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 
 #include "absl/strings/str_format.h"
 #include "plexus/log.h"
@@ -47,6 +50,21 @@ class TcpConnection::CallbacksHandler final : public ConnectionHandler {
 
 constinit TcpConnection::CallbacksHandler TcpConnection::callbacks_handler_;
 
+void ConnectionHandler::onServerStop(const TcpConnectionPtr& conn) { conn->closeAfterFlush(); }
+
+// File ranges waiting to be sent, in order, behind output_. The bytes sent while a range is queued
+// go into its `after` buffer, which becomes output_ once the range is sent.
+struct TcpConnection::FileQueue {
+  struct Range {
+    int fd;
+    uint64_t offset;
+    uint64_t length;  // left to send
+    Buffer after;
+  };
+  std::deque<Range> ranges;
+  size_t after_bytes = 0;  // sum of the `after` buffers' readable bytes
+};
+
 void TcpConnection::HandlerDeleter::operator()(ConnectionHandler* h) const {
   if (h != &callbacks_handler_) delete h;
 }
@@ -69,6 +87,27 @@ TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const Ine
 
 TcpConnection::~TcpConnection() {
   if (fd_open_) detail::closeFd(channel_.fd());
+  closeFiles();
+}
+
+void TcpConnection::closeFiles() {
+  if (!files_) return;
+  for (const FileQueue::Range& r : files_->ranges) detail::closeFd(r.fd);
+  files_.reset();
+}
+
+size_t TcpConnection::bufferedBytes() const {
+  return output_.readableBytes() + (files_ ? files_->after_bytes : 0);
+}
+
+size_t TcpConnection::pendingOutputBytes() const {
+  size_t total = output_.readableBytes();
+  if (files_) {
+    for (const FileQueue::Range& r : files_->ranges) {
+      total += static_cast<size_t>(r.length) + r.after.readableBytes();
+    }
+  }
+  return total;
 }
 
 InetAddress TcpConnection::localAddress() const { return detail::localAddressOf(channel_.fd()); }
@@ -254,7 +293,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
-  if (output_.empty()) {
+  if (outputEmpty()) {
     handleClose();
     return;
   }
@@ -265,13 +304,13 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
   // At most kWriteBytesPerTurn per turn. Edge-triggered: write until the output is empty or the
   // socket says EAGAIN (a short write alone does not prove the socket full, and no new edge would
-  // come while it has room), going on in the next turn once the budget is spent.
+  // come while it has room), going on in the next turn once the budget is spent. Level and
+  // oneshot: go on only while the socket takes all that is offered.
   const bool edge = getLoop()->edgeTriggered();
   size_t budget = kWriteBytesPerTurn;
   for (;;) {
-    const size_t len = std::min(output_.readableBytes(), budget);
-    const ssize_t n = detail::sys::send(channel_.fd(), output_.peek(), len, MSG_NOSIGNAL);
-    getLoop()->counters().write_calls.add();
+    size_t len = 0;
+    const ssize_t n = writeSome(budget, &len);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -280,16 +319,22 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
       }
       break;
     }
-    noteSent(static_cast<size_t>(n));
-    output_.retrieve(static_cast<size_t>(n));
+    if (len == 0) break;  // nothing left to write
+    if (n == 0) {
+      // sendfile(2) found the file shorter than the range it was asked to send.
+      LOG_WARN("connection %s: a file it was sending ended early: closing it", name());
+      handleClose();
+      return;
+    }
     budget -= static_cast<size_t>(n);
-    if (!edge || output_.empty()) break;
+    if (outputEmpty()) break;
+    if (!edge && static_cast<size_t>(n) < len) break;
     if (budget == 0) {
-      queueNextTurn(self);
+      if (edge) queueNextTurn(self);
       break;
     }
   }
-  if (output_.empty()) {
+  if (outputEmpty()) {
     if (absl::Status s = channel_.disableWriting(); !s.ok()) {
       interestFailed(s);
       return;
@@ -297,21 +342,59 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
     output_.releaseIfEmpty();
     handler_->onWriteComplete(self);
     afterOutputDrained();
-  } else if (backpressured_ && output_.readableBytes() <= low_water_mark_) {
+  } else if (backpressured_ && bufferedBytes() <= low_water_mark_) {
     backpressured_ = false;
     updateReadInterest();
+    inputResumed();
   }
+}
+
+ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
+  if (output_.empty() && files_) {
+    FileQueue::Range& r = files_->ranges.front();  // never empty: finished ranges are popped
+    *len = static_cast<size_t>(std::min<uint64_t>(r.length, budget));
+    off_t offset = static_cast<off_t>(r.offset);
+    const ssize_t n = ::sendfile(channel_.fd(), r.fd, &offset, *len);
+    getLoop()->counters().write_calls.add();
+    if (n > 0) {
+      noteSent(static_cast<size_t>(n));
+      r.offset += static_cast<uint64_t>(n);
+      r.length -= static_cast<uint64_t>(n);
+      if (r.length == 0) finishFrontFile();
+    }
+    return n;
+  }
+  *len = std::min(output_.readableBytes(), budget);
+  if (*len == 0) return 0;
+  const ssize_t n = detail::sys::send(channel_.fd(), output_.peek(), *len, MSG_NOSIGNAL);
+  getLoop()->counters().write_calls.add();
+  if (n > 0) {
+    noteSent(static_cast<size_t>(n));
+    output_.retrieve(static_cast<size_t>(n));
+  }
+  return n;
+}
+
+// The first file range is sent: close its file; the bytes sent after it are next.
+void TcpConnection::finishFrontFile() {
+  FileQueue::Range& r = files_->ranges.front();
+  detail::closeFd(r.fd);
+  files_->after_bytes -= r.after.readableBytes();
+  output_.swap(r.after);
+  files_->ranges.pop_front();
+  if (files_->ranges.empty()) files_.reset();
 }
 
 void TcpConnection::afterOutputDrained() {
   if (backpressured_) {
     backpressured_ = false;
     updateReadInterest();
+    inputResumed();
   }
   // The write-complete callback may have queued more (then this waits for the next drain), or
   // closed the connection.
   const State st = state_.load(std::memory_order_relaxed);
-  if (st == kDisconnected || !output_.empty()) return;
+  if (st == kDisconnected || !outputEmpty()) return;
   if (st == kDisconnecting || peer_closed_) {
     handleClose();
   } else if (shutdown_pending_) {
@@ -342,6 +425,7 @@ void TcpConnection::handleClose() {
   closeFdNow();
   output_.retrieveAll();
   output_.releaseIfEmpty();
+  closeFiles();
   // The input is freed here only outside an event: inside one, a message callback may be on the
   // stack with a view of it (it called forceClose(), say); handleEvent() frees it at its end.
   if (!in_event_) {
@@ -369,7 +453,7 @@ void TcpConnection::handleError() {
 // Inline into both send()s. The common case, one send(2) that takes everything, stays here; the
 // rest is out of line, so this path needs few registers.
 inline void TcpConnection::sendInLoop(const char* data, size_t len) {
-  if (output_.empty() && state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ &&
+  if (output_.empty() && !files_ && state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ &&
       len != 0) {
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
     getLoop()->counters().write_calls.add();
@@ -412,19 +496,25 @@ void TcpConnection::sendQueued(const char* data, size_t len) {
 }
 
 void TcpConnection::queueOutput(const char* data, size_t len) {
-  const size_t before = output_.readableBytes();
-  output_.append(data, len);
+  const size_t before = bufferedBytes();
+  if (files_) {
+    // Behind the last queued file range.
+    files_->ranges.back().after.append(data, len);
+    files_->after_bytes += len;
+  } else {
+    output_.append(data, len);
+  }
   if (absl::Status s = channel_.enableWriting(); !s.ok()) {
     interestFailed(s);
     return;
   }
   const size_t hwm = high_water_mark_;
-  if (hwm > 0 && before < hwm && output_.readableBytes() >= hwm) {
+  if (hwm > 0 && before < hwm && before + len >= hwm) {
     // The peer reads slower than it sends: stop reading from it until the output drains.
     backpressured_ = true;
     updateReadInterest();
     if (callbacks_->high_water_mark && state_.load(std::memory_order_relaxed) == kConnected) {
-      callbacks_->high_water_mark(shared_from_this(), output_.readableBytes());
+      callbacks_->high_water_mark(shared_from_this(), bufferedBytes());
     }
   }
 }
@@ -446,13 +536,99 @@ void TcpConnection::send(Buffer* buf) {
   buf->retrieveAll();
 }
 
+void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
+  getLoop()->assertInLoopThread();
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += slices[i].size();
+  if (total == 0) return;
+  if (!outputEmpty() || state_.load(std::memory_order_relaxed) != kConnected || write_shut_) {
+    for (size_t i = 0; i < count; ++i) sendQueued(slices[i].data(), slices[i].size());
+    return;
+  }
+  // One writev(2) of up to kMaxSlices slices; any further slices are queued behind.
+  constexpr size_t kMaxSlices = 64;
+  iovec iov[kMaxSlices];
+  const size_t direct = std::min(count, kMaxSlices);
+  for (size_t i = 0; i < direct; ++i) {
+    iov[i].iov_base = const_cast<char*>(slices[i].data());
+    iov[i].iov_len = slices[i].size();
+  }
+  ssize_t n;
+  do {
+    n = ::writev(channel_.fd(), iov, static_cast<int>(direct));
+    getLoop()->counters().write_calls.add();
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      writeFailed(errno);
+      return;
+    }
+    n = 0;
+  }
+  noteSent(static_cast<size_t>(n));
+  if (static_cast<size_t>(n) == total) return;
+  // Queue what the socket did not take, slice by slice.
+  size_t skip = static_cast<size_t>(n);
+  for (size_t i = 0; i < count; ++i) {
+    std::string_view rest = slices[i];
+    if (skip >= rest.size()) {
+      skip -= rest.size();
+      continue;
+    }
+    rest.remove_prefix(skip);
+    skip = 0;
+    queueOutput(rest.data(), rest.size());
+    if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
+  }
+}
+
+void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
+  getLoop()->assertInLoopThread();
+  if (state_.load(std::memory_order_relaxed) != kConnected || write_shut_ || length == 0) {
+    detail::closeFd(fd);
+    return;
+  }
+  if (outputEmpty()) {
+    // Straight to the socket, as far as it takes the file.
+    off_t off = static_cast<off_t>(offset);
+    ssize_t n;
+    do {
+      n = ::sendfile(channel_.fd(), fd, &off, static_cast<size_t>(std::min<uint64_t>(length, kWriteBytesPerTurn)));
+      getLoop()->counters().write_calls.add();
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      detail::closeFd(fd);
+      writeFailed(errno);
+      return;
+    }
+    if (n == 0) {
+      detail::closeFd(fd);
+      LOG_WARN("connection %s: a file it was sending ended early: closing it", name());
+      handleClose();
+      return;
+    }
+    if (n > 0) {
+      noteSent(static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
+      length -= static_cast<uint64_t>(n);
+      if (length == 0) {
+        detail::closeFd(fd);
+        return;
+      }
+    }
+  }
+  if (!files_) files_ = std::make_unique<FileQueue>();
+  files_->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
+  if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
+}
+
 void TcpConnection::shutdown() {
   getLoop()->runInLoop([self = shared_from_this()] { self->shutdownInLoop(); });
 }
 
 void TcpConnection::shutdownInLoop() {
   if (state_.load(std::memory_order_relaxed) != kConnected || write_shut_) return;
-  if (output_.empty()) {
+  if (outputEmpty()) {
     write_shut_ = true;
     ::shutdown(channel_.fd(), SHUT_WR);
   } else {
@@ -466,7 +642,7 @@ void TcpConnection::closeAfterFlush() {
 
 void TcpConnection::closeAfterFlushInLoop() {
   if (state_.load(std::memory_order_relaxed) != kConnected) return;
-  if (output_.empty()) {
+  if (outputEmpty()) {
     handleClose();
     return;
   }
@@ -480,8 +656,34 @@ void TcpConnection::forceClose() {
 
 void TcpConnection::startReading() {
   getLoop()->assertInLoopThread();
+  const bool was_reading = reading_;
   reading_ = true;
   updateReadInterest();
+  if (!was_reading) inputResumed();
+}
+
+// Reading may go on again: input left unconsumed while it was paused would otherwise wait for the
+// peer's next bytes, which may never come (it sent its pipelined requests and waits for answers).
+void TcpConnection::inputResumed() {
+  if (input_.empty() || redeliver_queued_ || !wantsToRead()) return;
+  redeliver_queued_ = true;
+  getLoop()->queueInLoop([self = shared_from_this()] { self->deliverPendingInput(); });
+}
+
+void TcpConnection::deliverPendingInput() {
+  redeliver_queued_ = false;
+  if (!self_ || input_.empty() || !wantsToRead()) return;
+  // As an event: the input stays valid while the handler reads it, whatever it calls.
+  in_event_ = true;
+  handler_->onMessage(self_, &input_);
+  in_event_ = false;
+  if (state_.load(std::memory_order_relaxed) == kDisconnected) {
+    input_.retrieveAll();
+    input_.releaseIfEmpty();
+    releaseSelf();
+  } else {
+    input_.releaseIfEmpty();
+  }
 }
 
 void TcpConnection::stopReading() {

@@ -33,11 +33,42 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
 TcpServer::TcpServer(EventLoop* base_loop, TcpServerOptions options)
     : base_loop_(base_loop), options_(std::move(options)), bound_address_(options_.listen_address) {}
 
+TcpServer::TcpServer(EventLoop* base_loop, TcpServerOptions options,
+                     std::shared_ptr<EventLoopThreadPool> pool)
+    : base_loop_(base_loop),
+      options_(std::move(options)),
+      pool_(std::move(pool)),
+      shared_pool_(true),
+      bound_address_(options_.listen_address) {
+  if (!pool_) LOG_FATAL("TcpServer: null shared pool");
+}
+
 TcpServer::~TcpServer() {
   base_loop_->assertInLoopThread();
   if (acceptor_) acceptor_->close();
   closeAllNow();
-  if (pool_) pool_->stop();
+  runLoopStopCallbacks();
+  if (pool_ && !shared_pool_) pool_->stop();
+}
+
+// On each loop's thread, waiting for each: the loops must still run (their pool is stopped after).
+void TcpServer::runLoopStopCallbacks() {
+  if (loop_stop_done_ || !started_ || !loop_stop_) return;
+  loop_stop_done_ = true;
+  const size_t count = per_loop_.size();
+  for (size_t i = 0; i < count; ++i) {
+    EventLoop* loop = per_loop_[i]->loop;
+    if (loop->isInLoopThread()) {
+      loop_stop_(loop, i, count);
+      continue;
+    }
+    absl::Notification done;
+    loop->runInLoop([&] {
+      loop_stop_(loop, i, count);
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
 }
 
 absl::Status TcpServer::start() {
@@ -55,16 +86,29 @@ absl::Status TcpServer::start() {
   }
   bound_address_ = acceptor_->boundAddress();
 
-  pool_ = std::make_unique<EventLoopThreadPool>(base_loop_, options_.threads, options_.engine);
-  s = pool_->start();
-  if (!s.ok()) {
-    acceptor_.reset();
-    pool_.reset();
-    return s;
+  if (shared_pool_) {
+    if (!pool_->started()) {
+      acceptor_.reset();
+      return absl::FailedPreconditionError("TcpServer: the shared pool was not started");
+    }
+  } else {
+    pool_ = std::make_shared<EventLoopThreadPool>(base_loop_, options_.threads, options_.engine);
+    s = pool_->start();
+    if (!s.ok()) {
+      acceptor_.reset();
+      pool_.reset();
+      return s;
+    }
   }
-  for (EventLoop* loop : pool_->loops()) {
+  const std::vector<EventLoop*> loops = pool_->loops();
+  for (size_t i = 0; i < loops.size(); ++i) {
+    EventLoop* loop = loops[i];
     per_loop_.push_back(std::make_unique<LoopConnections>(this, loop));
-    if (loop == base_loop_) continue;  // its owner handles its failure
+    // Queued before any connection is handed to the loop (those are queued behind it).
+    if (loop_start_) {
+      loop->runInLoop([cb = loop_start_, loop, i, n = loops.size()] { cb(loop, i, n); });
+    }
+    if (loop == base_loop_ || shared_pool_) continue;  // its owner handles its failure
     loop->runInLoop([this, loop, alive = std::weak_ptr<const bool>(alive_), init = thread_init_] {
       // Called on the sub-loop's thread if it gives up on its engine; the server deals with that
       // on the base loop.
@@ -169,7 +213,7 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
   for (auto& l : per_loop_) {
     LoopConnections* lc = l.get();
     lc->loop->runInLoop([lc] {
-      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->closeAfterFlush();
+      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->handler()->onServerStop(conn);
     });
   }
   stop_timer_ = base_loop_->runAfter(grace, [this, alive = std::weak_ptr<const bool>(alive_)] {
@@ -195,10 +239,11 @@ void TcpServer::maybeFinishStop() {
   base_loop_->cancel(stop_timer_);
   stop_timer_ = TimerId{};
   // Every connection is gone; the sub-loops can go too.
-  if (pool_ && pool_->numThreads() > 0) {
+  if (pool_ && pool_->numThreads() > 0 && !shared_pool_) {
     for (EventLoop* loop : pool_->loops()) final_sub_loop_stats_ += loop->stats();
   }
-  if (pool_) pool_->stop();
+  runLoopStopCallbacks();
+  if (pool_ && !shared_pool_) pool_->stop();
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   done();

@@ -23,7 +23,7 @@ class EchoFactory final : public plexus::PluginFactory {
       throw std::invalid_argument("echo takes no arguments, got '" + args.begin()->first + "'");
     }
   }
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<EchoHandler>();
   }
 };

@@ -47,7 +47,7 @@ class EchoHandler final : public ProtocolHandler {
 
 class EchoFactory final : public PluginFactory {
  public:
-  std::unique_ptr<ProtocolHandler> newHandler() override { return std::make_unique<EchoHandler>(); }
+  std::unique_ptr<ProtocolHandler> newHandler(const LoopInfo& /*loop*/) override { return std::make_unique<EchoHandler>(); }
 };
 
 // Allocations the server's threads made during `rounds` pingpong rounds over `fds`, after a warm-up.

@@ -79,7 +79,7 @@ class ScriptedHandler final : public ProtocolHandler {
     if (line == "info") {
       session.send(absl::StrFormat("id=%d peer=%s pending=%d loop=%d\n", session.id(),
                                    session.peerAddress(), session.pendingOutputBytes(),
-                                   session.loop() == EventLoop::current() ? 1 : 0));
+                                   session.loopInfo().loop == EventLoop::current() ? 1 : 0));
     } else if (line.rfind("echo ", 0) == 0) {
       Buffer reply;
       reply.append(std::string(line.substr(5)) + "\n");
@@ -107,7 +107,7 @@ class ScriptedHandler final : public ProtocolHandler {
 
 class ScriptedFactory final : public PluginFactory {
  public:
-  std::unique_ptr<ProtocolHandler> newHandler() override {
+  std::unique_ptr<ProtocolHandler> newHandler(const LoopInfo& /*loop*/) override {
     if (fail_) throw std::runtime_error("no handlers today");
     return std::make_unique<ScriptedHandler>(&counters);
   }

@@ -52,7 +52,7 @@ TEST_F(PluginLoaderTest, LoadsEchoByName) {
   EXPECT_EQ((*plugin)->description(), "byte-exact echo of everything received");
   EXPECT_EQ(canonical((*plugin)->path()), canonical(kPluginDir + "/echo.so"));
   ASSERT_NE((*plugin)->factory(), nullptr);
-  EXPECT_NE((*plugin)->factory()->newHandler(), nullptr);
+  EXPECT_NE((*plugin)->factory()->newHandler(LoopInfo{}), nullptr);
 }
 
 TEST_F(PluginLoaderTest, LoadsEchoByPath) {
@@ -124,7 +124,7 @@ TEST_F(PluginLoaderTest, ApiVersionMismatch) {
   auto plugin = loadPlugin("badversion", {kTestPluginDir});
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'badversion' was built for plugin API version 999, this server has version 2");
+            "plugin 'badversion' was built for plugin API version 999, this server has version 3");
 }
 
 TEST_F(PluginLoaderTest, PluginApiVersionOneIsRefusedByItsVersion) {
@@ -133,14 +133,23 @@ TEST_F(PluginLoaderTest, PluginApiVersionOneIsRefusedByItsVersion) {
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'apiv1' was built for plugin API version 1, this server has version 2");
+            "plugin 'apiv1' was built for plugin API version 1, this server has version 3");
+}
+
+TEST_F(PluginLoaderTest, PluginApiVersionTwoIsRefusedByItsVersion) {
+  // Same descriptor layout as version 3, older handler and session classes.
+  auto plugin = loadPlugin("apiv2", {kTestPluginDir});
+  ASSERT_FALSE(plugin.ok());
+  EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(plugin.status().message(),
+            "plugin 'apiv2' was built for plugin API version 2, this server has version 3");
 }
 
 TEST_F(PluginLoaderTest, AnotherCompilerWithTheSameLibraryLoads) {
   auto plugin = loadPlugin("othercompiler", {kTestPluginDir});
   ASSERT_TRUE(plugin.ok()) << plugin.status();
   EXPECT_EQ((*plugin)->name(), "othercompiler");
-  EXPECT_NE((*plugin)->factory()->newHandler(), nullptr);
+  EXPECT_NE((*plugin)->factory()->newHandler(LoopInfo{}), nullptr);
 }
 
 TEST_F(PluginLoaderTest, PluginsBuiltHereCarryThisBuildsSignature) {
@@ -240,7 +249,7 @@ TEST_F(PluginLoaderTest, FactoryKeepsTheLibraryLoaded) {
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
   ASSERT_NE(handle, nullptr) << "echo.so was unloaded while its factory lives";
   ::dlclose(handle);
-  std::unique_ptr<ProtocolHandler> handler = factory->newHandler();
+  std::unique_ptr<ProtocolHandler> handler = factory->newHandler(LoopInfo{});
   ASSERT_NE(handler, nullptr);
   handler.reset();
   factory.reset();
@@ -252,7 +261,7 @@ TEST_F(PluginLoaderTest, LoadingTwiceGivesIndependentPlugins) {
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(b.ok()) << b.status();
   a->reset();
-  EXPECT_NE((*b)->factory()->newHandler(), nullptr);
+  EXPECT_NE((*b)->factory()->newHandler(LoopInfo{}), nullptr);
 }
 
 }  // namespace

@@ -12,8 +12,15 @@
 // Each handler holds a reference to the factory, so the factory (and the plugin library its code
 // lives in) outlives every handler it made.
 //
+// The host also tells the factory about each loop serving the server (onLoopStart/onLoopStop, on
+// that loop's thread, through TcpServer's loop callbacks) and hands each handler the stop notice
+// when the server stops gracefully (ProtocolHandler::onStop). Session timers are loop timers that
+// the host cancels when the connection closes; deferred places hold back what the handler sends
+// after them until they are filled (see plugin.h).
+//
 // Thread safety: call servePlugin() where TcpServer's callbacks may be set (the base loop's thread,
-// before start()). It replaces the server's connection, message and write-complete callbacks.
+// before start()). It replaces the server's connection, message and write-complete callbacks and
+// its loop start and stop callbacks.
 
 #include <memory>
 

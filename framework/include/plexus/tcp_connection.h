@@ -74,6 +74,9 @@ class ConnectionHandler {
   virtual void onWriteComplete(const TcpConnectionPtr& conn) { (void)conn; }
   // The connection has closed (after the connection callback reported it). Called once.
   virtual void onClose(const TcpConnectionPtr& conn) { (void)conn; }
+  // Its server is stopping gracefully (TcpServer::stop()): finish what is in flight and close.
+  // The default closes once the output has drained (closeAfterFlush()).
+  virtual void onServerStop(const TcpConnectionPtr& conn);
 };
 
 // The owner of a connection (TcpServer, TcpClient): told once, on the loop thread, when the
@@ -113,6 +116,18 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   void send(std::string_view data);
   // Sends the readable bytes of `buf` and empties it. Loop thread only.
   void send(Buffer* buf);
+  // Sends `count` slices with one writev(2), without copying them together; what the socket does
+  // not take is copied into the output buffer. Loop thread only.
+  void sendSlices(const std::string_view* slices, size_t count);
+  // Sends `length` bytes of the file open as `fd` from `offset` (sendfile(2)), after everything
+  // queued before; bytes sent later follow it. Takes ownership of `fd`: it is closed once the range
+  // is sent, or when the connection closes. A file that ends before `length` closes the connection
+  // (the peer was promised those bytes). Queued file bytes do not count towards the high-water
+  // mark. Loop thread only.
+  void sendFile(int fd, uint64_t offset, uint64_t length);
+  // Bytes accepted by send()/sendSlices()/sendFile() but not yet written to the socket. Loop
+  // thread only.
+  size_t pendingOutputBytes() const;
   // Shuts down our write side once the output buffer has drained; reading goes on.
   void shutdown();
   // Stops reading, then closes once the output buffer has drained (graceful close).
@@ -120,13 +135,16 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   // Closes now, discarding unsent output.
   void forceClose();
 
-  // Loop thread only.
+  // Loop thread only. startReading() after stopReading() (or once the output has drained below the
+  // low-water mark) hands input that was left unconsumed to the handler again, from a functor
+  // queued on the loop, even if the peer sends nothing more.
   void startReading();
   void stopReading();
   bool isReading() const { return reading_; }
   // Unconsumed input kept between message callbacks. During a message callback use the Buffer the
   // callback was given: fresh bytes may sit in a per-thread buffer until the callback returns.
   Buffer* inputBuffer() { return &input_; }
+  // The bytes queued before any queued file range (see sendFile()).
   Buffer* outputBuffer() { return &output_; }
   // Who is told when the connection has closed (nullptr: nobody). Loop thread only, or before
   // connectEstablished().
@@ -160,10 +178,20 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   };
   using HandlerPtr = std::unique_ptr<ConnectionHandler, HandlerDeleter>;
   class CallbacksHandler;
+  struct FileQueue;
   static CallbacksHandler callbacks_handler_;
 
   void handleEvent(uint32_t revents) override;
   void handleRead(const TcpConnectionPtr& self, uint32_t revents);
+  // Each write of handleWrite(): a send of output_, or a sendfile of the first queued file range.
+  // Returns what send(2)/sendfile(2) returned; `len` gets the size asked for.
+  ssize_t writeSome(size_t budget, size_t* len);
+  void finishFrontFile();
+  void closeFiles();
+  bool outputEmpty() const { return output_.empty() && !files_; }
+  size_t bufferedBytes() const;
+  void inputResumed();
+  void deliverPendingInput();
   void queueNextTurn(const TcpConnectionPtr& self);
   void continueTurn();
   void handleWrite(const TcpConnectionPtr& self);
@@ -206,9 +234,13 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool fd_open_ = true;
   bool in_event_ = false;        // handleEvent() is on the stack
   bool turn_queued_ = false;     // edge mode: continueTurn() is queued (the turn's budget spent)
+  bool redeliver_queued_ = false;// deliverPendingInput() is queued
   Channel channel_;
   Buffer input_;
   Buffer output_;
+  // File ranges queued behind output_, each with the bytes sent after it; null while there are
+  // none (most connections never send a file).
+  std::unique_ptr<FileQueue> files_;
   const InetAddress peer_;
   std::shared_ptr<const ConnectionCallbacks> callbacks_;
   // This connection, while it is established (see Lifetime above).

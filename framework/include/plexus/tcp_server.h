@@ -46,6 +46,12 @@ class TcpServer {
  public:
   // `base_loop` must outlive the server; the server's engine options also apply to the sub-loops.
   TcpServer(EventLoop* base_loop, TcpServerOptions options);
+  // A server whose connections go to the loops of `pool`, which other servers may share (several
+  // listeners served by one set of sub-reactors). The caller start()s the pool before start() and
+  // stops it once every server sharing it has stopped (stop() done) or been destroyed; the server
+  // never stops it. options.threads and options.engine are the pool's business then.
+  TcpServer(EventLoop* base_loop, TcpServerOptions options,
+            std::shared_ptr<EventLoopThreadPool> pool);
   ~TcpServer();  // closes every connection still open and joins the sub-reactor threads
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
@@ -56,6 +62,14 @@ class TcpServer {
   void setHighWaterMarkCallback(HighWaterMarkCallback cb) { callbacks_.high_water_mark = std::move(cb); }
   // Runs on the sub-loop thread right after it started, before it handles any connection.
   void setThreadInitCallback(std::function<void(EventLoop*)> cb) { thread_init_ = std::move(cb); }
+  // Called on each loop that serves this server's connections, on that loop's thread, with its
+  // index among loops() and their number. Start: after start() began, before the loop is given
+  // any connection. Stop: once the server's connections on that loop are gone, when stop()
+  // completes (before `done`) or in the destructor, and before the server's own pool stops. Stop is
+  // called only for loops whose start was. Set both before start().
+  using LoopCallback = std::function<void(EventLoop* loop, size_t index, size_t count)>;
+  void setLoopStartCallback(LoopCallback cb) { loop_start_ = std::move(cb); }
+  void setLoopStopCallback(LoopCallback cb) { loop_stop_ = std::move(cb); }
   // Runs on the base loop when a sub-loop gave up on its engine (see EventLoop::run()): the server
   // has stopped giving it connections and is closing the ones it had. Without a callback the
   // server logs it and goes on with the other sub-loops.
@@ -66,7 +80,8 @@ class TcpServer {
   // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
   absl::Status start();
 
-  // Graceful stop: stops accepting, lets each connection flush its output and closes it; after
+  // Graceful stop: stops accepting and tells each connection's handler
+  // (ConnectionHandler::onServerStop(), whose default flushes the output and closes); after
   // `grace`, closes what is left. `done` runs on the base loop once every connection is gone and
   // the sub-reactor threads have been joined.
   void stop(Duration grace, std::function<void()> done);
@@ -92,6 +107,7 @@ class TcpServer {
   void maybeFinishStop();
   void closeAllNow();
   void loopFailed(EventLoop* loop, const absl::Status& why);
+  void runLoopStopCallbacks();
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
@@ -100,7 +116,11 @@ class TcpServer {
   std::function<void(EventLoop*)> thread_init_;
   std::function<void(EventLoop*, const absl::Status&)> loop_failure_;
   std::unique_ptr<detail::Acceptor> acceptor_;
-  std::unique_ptr<EventLoopThreadPool> pool_;
+  std::shared_ptr<EventLoopThreadPool> pool_;
+  const bool shared_pool_ = false;  // pool_ came from the caller: never stopped here
+  LoopCallback loop_start_;
+  LoopCallback loop_stop_;
+  bool loop_stop_done_ = false;
   // One set of connections per loop, touched only on that loop's thread.
   std::vector<std::unique_ptr<LoopConnections>> per_loop_;
   InetAddress bound_address_;

@@ -1,9 +1,16 @@
 #include "plexus/plugin_host.h"
 
+#include <unistd.h>
+
+#include <deque>
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "plexus/buffer.h"
 #include "plexus/log.h"
 #include "plexus/tcp_connection.h"
@@ -12,65 +19,320 @@
 namespace plexus {
 namespace {
 
+class HostedConnection;
+
+// What servePlugin() shares between the server's callbacks: the factory and the LoopInfo of each
+// loop serving it. LoopInfos are made on their loop's thread (the loop start callback) and found
+// again when a connection starts on that loop; a lock guards the map, taken once per connection.
+struct PluginService {
+  explicit PluginService(std::shared_ptr<PluginFactory> f) : factory(std::move(f)) {}
+
+  const LoopInfo* infoFor(EventLoop* loop) {
+    absl::MutexLock lock(&mutex);
+    auto it = loops.find(loop);
+    return it == loops.end() ? nullptr : it->second.get();
+  }
+
+  std::shared_ptr<PluginFactory> factory;
+  absl::Mutex mutex;
+  absl::flat_hash_map<EventLoop*, std::unique_ptr<LoopInfo>> loops ABSL_GUARDED_BY(mutex);
+};
+
+// The part of a HostedConnection that deferred replies and timers reach it through: shared with
+// them, cleared (on the loop thread) when the connection goes, so a late reply or timer finds
+// nobody instead of a destroyed object.
+struct HostLink {
+  HostedConnection* host;  // loop thread only; null once the connection has gone
+};
+
+// A deferred reply's place. Its fill() may come from any thread: it is carried to the loop.
+class HostedSlot final : public DeferredReply::Slot {
+ public:
+  HostedSlot(EventLoop* loop, std::weak_ptr<HostLink> link, uint64_t id)
+      : loop_(loop), link_(std::move(link)), id_(id) {}
+  void fill(std::string data, bool close_after) override;
+
+ private:
+  EventLoop* const loop_;
+  const std::weak_ptr<HostLink> link_;
+  const uint64_t id_;
+};
+
 // One connection as its plugin handler sees it: the connection's own ConnectionHandler (owned by
 // the connection), so input reaches the plugin with two virtual calls and no lookup. Loop thread
 // only, like the connection.
 class HostedConnection final : public Session, public ConnectionHandler {
  public:
-  HostedConnection(TcpConnection* conn, PluginFactory* factory) : factory_(factory), conn_(conn) {}
+  HostedConnection(TcpConnection* conn, PluginFactory* factory, const LoopInfo* info)
+      : factory_(factory), info_(info), conn_(conn) {}
+  ~HostedConnection() override {
+    if (link_) link_->host = nullptr;
+    cancelTimers();
+    for (Segment& s : queue_) {
+      if (s.kind == Segment::kFile) ::close(s.fd);
+    }
+  }
 
-  // Session
-  void send(std::string_view data) override { conn_->send(data); }
-  void send(Buffer& buf) override { conn_->send(&buf); }
-  void close() override { conn_->closeAfterFlush(); }
-  void abort() override { conn_->forceClose(); }
+  // Session: output. While a deferred place is unfilled, everything sent waits in queue_ behind it.
+  void send(std::string_view data) override {
+    if (__builtin_expect(!queue_.empty(), 0)) {
+      if (!closing_) queueBytes(data);
+      return;
+    }
+    if (!closing_) conn_->send(data);
+  }
+  void send(Buffer& buf) override {
+    if (__builtin_expect(!queue_.empty(), 0)) {
+      if (!closing_) queueBytes(buf.view());
+      buf.retrieveAll();
+      return;
+    }
+    if (closing_) {
+      buf.retrieveAll();
+      return;
+    }
+    conn_->send(&buf);
+  }
+  void sendSlices(std::span<const std::string_view> slices) override {
+    if (closing_) return;
+    if (!queue_.empty()) {
+      for (std::string_view s : slices) queueBytes(s);
+      return;
+    }
+    conn_->sendSlices(slices.data(), slices.size());
+  }
+  void sendFile(int fd, uint64_t offset, uint64_t length) override {
+    if (closing_) {
+      ::close(fd);
+      return;
+    }
+    if (!queue_.empty()) {
+      Segment s;
+      s.kind = Segment::kFile;
+      s.fd = fd;
+      s.offset = offset;
+      s.length = length;
+      queue_.push_back(std::move(s));
+      return;
+    }
+    conn_->sendFile(fd, offset, length);
+  }
+  DeferredReply deferReply() override {
+    if (closing_) return DeferredReply();
+    Segment s;
+    s.kind = Segment::kSlot;
+    s.slot = ++next_slot_;
+    queue_.push_back(std::move(s));
+    return DeferredReply(std::make_shared<HostedSlot>(conn_->getLoop(), link(), next_slot_));
+  }
+  size_t pendingOutputBytes() const override {
+    size_t total = conn_->pendingOutputBytes();
+    for (const Segment& s : queue_) total += s.kind == Segment::kFile ? s.length : s.data.size();
+    return total;
+  }
+
+  // Session: input.
+  void pauseReading() override { conn_->stopReading(); }
+  void resumeReading() override {
+    if (!closing_) conn_->startReading();
+  }
+  bool readingPaused() const override { return !conn_->isReading(); }
+
+  // Session: timers.
+  SessionTimerId runAfter(std::chrono::nanoseconds delay, std::function<void()> cb) override {
+    if (closing_ || !cb) return 0;
+    const SessionTimerId id = ++next_timer_;
+    std::weak_ptr<HostLink> weak = link();
+    const TimerId t = conn_->getLoop()->runAfter(delay, [weak, id] {
+      if (auto l = weak.lock(); l && l->host) l->host->fireTimer(id);
+    });
+    timers_.emplace(id, Timer{t, std::move(cb)});
+    return id;
+  }
+  void cancelTimer(SessionTimerId id) override {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) return;
+    conn_->getLoop()->cancel(it->second.timer);
+    timers_.erase(it);
+  }
+
+  // Session: closing.
+  void close() override {
+    if (closing_) return;
+    closing_ = true;
+    updateUsable();
+    if (queue_.empty()) {
+      conn_->closeAfterFlush();
+    } else {
+      // The deferred places still go out first: stop reading now, close once they are sent.
+      close_after_queue_ = true;
+      conn_->stopReading();
+    }
+  }
+  void abort() override {
+    closing_ = true;
+    updateUsable();
+    conn_->forceClose();
+  }
+  bool closing() const override { return closing_ || !conn_->connected(); }
+
   uint64_t id() const override { return conn_->id(); }
   std::string peerAddress() const override { return conn_->peerAddress().toIpPort(); }
-  EventLoop* loop() const override { return conn_->getLoop(); }
-  size_t pendingOutputBytes() const override { return conn_->outputBuffer()->readableBytes(); }
+  const LoopInfo& loopInfo() const override { return *info_; }
 
   // ConnectionHandler
   void onMessage(const TcpConnectionPtr& /*conn*/, Buffer* input) override {
-    if (!usable_) {
-      input->retrieveAll();  // a failed connection is closing: drop what it still reads
+    if (__builtin_expect(!usable_, 0)) {
+      input->retrieveAll();  // a failed or closing connection: drop what it still reads
       return;
     }
-    call("handler onData()", [this, input] { handler_->onData(*this, *input); });
+    ++depth_;
+    try {
+      handler_->onData(*this, *input);
+    } catch (const std::exception& e) {
+      fail("handler onData()", e.what());
+    } catch (...) {
+      fail("handler onData()", "an exception not derived from std::exception");
+    }
+    if (--depth_ == 0 && __builtin_expect(close_pending_, 0)) closeNow();
   }
   void onWriteComplete(const TcpConnectionPtr& /*conn*/) override {
     if (usable_) call("handler onDrained()", [this] { handler_->onDrained(*this); });
+  }
+  void onServerStop(const TcpConnectionPtr& /*conn*/) override {
+    if (usable_) {
+      call("handler onStop()", [this] { handler_->onStop(*this); });
+    } else if (!close_reported_) {
+      conn_->closeAfterFlush();
+    }
   }
   void onClose(const TcpConnectionPtr& /*conn*/) override { closed(); }
 
   void start() {
     call("factory newHandler()", [this] {
-      handler_ = factory_->newHandler();
+      handler_ = factory_->newHandler(*info_);
       if (!handler_) throw std::runtime_error("the factory made no handler");
       updateUsable();
     });
     if (usable_) call("handler onConnect()", [this] { handler_->onConnect(*this); });
   }
 
+  // A deferred place was filled (on the loop thread).
+  void fillSlot(uint64_t id, std::string data, bool close_after) {
+    for (Segment& s : queue_) {
+      if (s.kind == Segment::kSlot && s.slot == id) {
+        s.kind = Segment::kBytes;
+        s.data = std::move(data);
+        s.close_after = close_after;
+        break;
+      }
+    }
+    flushQueue();
+  }
+
+  void fireTimer(SessionTimerId id) {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) return;
+    std::function<void()> cb = std::move(it->second.cb);
+    timers_.erase(it);
+    if (usable_) call("timer callback", cb);
+  }
+
  private:
+  struct Segment {
+    enum Kind : uint8_t { kBytes, kSlot, kFile };
+    Kind kind = kBytes;
+    bool close_after = false;  // kBytes from a filled place: close once it is sent
+    int fd = -1;               // kFile
+    uint64_t slot = 0;         // kSlot
+    uint64_t offset = 0;       // kFile
+    uint64_t length = 0;       // kFile
+    std::string data;          // kBytes
+  };
+  struct Timer {
+    TimerId timer;
+    std::function<void()> cb;
+  };
+
+  std::shared_ptr<HostLink> link() {
+    if (!link_) link_ = std::make_shared<HostLink>(HostLink{this});
+    return link_;
+  }
+
+  void queueBytes(std::string_view data) {
+    if (data.empty()) return;
+    if (!queue_.empty() && queue_.back().kind == Segment::kBytes && !queue_.back().close_after) {
+      queue_.back().data.append(data);
+      return;
+    }
+    Segment s;
+    s.kind = Segment::kBytes;
+    s.data.assign(data);
+    queue_.push_back(std::move(s));
+  }
+
+  // Sends what waits in queue_ up to the first unfilled place.
+  void flushQueue() {
+    while (!queue_.empty() && queue_.front().kind != Segment::kSlot) {
+      Segment s = std::move(queue_.front());
+      queue_.pop_front();
+      if (s.kind == Segment::kFile) {
+        conn_->sendFile(s.fd, s.offset, s.length);
+        continue;
+      }
+      conn_->send(s.data);
+      if (s.close_after) {
+        // Nothing after this reply goes out.
+        for (Segment& rest : queue_) {
+          if (rest.kind == Segment::kFile) ::close(rest.fd);
+        }
+        queue_.clear();
+        closing_ = true;
+        updateUsable();
+        conn_->closeAfterFlush();
+        return;
+      }
+    }
+    if (queue_.empty() && close_after_queue_) {
+      close_after_queue_ = false;
+      conn_->closeAfterFlush();
+    }
+  }
+
+  void cancelTimers() {
+    for (auto& [id, t] : timers_) conn_->getLoop()->cancel(t.timer);
+    timers_.clear();
+  }
+
   // The connection closed. A close that happens inside one of the handler's own callbacks (it
   // called abort(), or threw) is reported once that callback has returned: a handler never sees
   // onClose while another of its callbacks runs. The handler is destroyed right after onClose.
   void closed() {
+    cancelTimers();
     if (depth_ > 0) {
       close_pending_ = true;
       updateUsable();
       return;
     }
+    closeNow();
+  }
+
+  void closeNow() {
+    close_pending_ = false;
+    closing_ = true;
     if (handler_ && !close_reported_) {
       close_reported_ = true;
       updateUsable();
       call("handler onClose()", [this] { handler_->onClose(*this); });
       handler_.reset();
     }
+    updateUsable();
   }
 
-  // One flag on the per-message path instead of four; updateUsable() after each change.
-  void updateUsable() { usable_ = handler_ && !failed_ && !close_reported_ && !close_pending_; }
+  // One flag on the per-message path instead of five; updateUsable() after each change.
+  void updateUsable() {
+    usable_ = handler_ && !failed_ && !close_reported_ && !close_pending_ && !closing_;
+  }
 
   template <typename F>
   void call(const char* what, F&& f) {
@@ -82,12 +344,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     } catch (...) {
       fail(what, "an exception not derived from std::exception");
     }
-    --depth_;
-    if (depth_ == 0 && close_pending_) {
-      close_pending_ = false;
-      updateUsable();
-      closed();
-    }
+    if (--depth_ == 0 && close_pending_) closeNow();
   }
 
   void fail(const char* what, const char* why) {
@@ -103,23 +360,66 @@ class HostedConnection final : public Session, public ConnectionHandler {
   // that callback and owned by a connection whose ConnectionCallbacks hold that callback; a
   // connection destroys its handler before its callbacks.
   PluginFactory* const factory_;
+  const LoopInfo* const info_;  // owned by the PluginService, which the callbacks hold too
   std::unique_ptr<ProtocolHandler> handler_;
   TcpConnection* const conn_;  // owns this object
   int depth_ = 0;              // handler callbacks on the stack
   bool failed_ = false;
   bool close_pending_ = false;
   bool close_reported_ = false;
-  bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_
+  bool closing_ = false;            // close() or abort() was called, or the connection closed
+  bool close_after_queue_ = false;  // close() came while deferred places were unfilled
+  bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_ && !closing_
+  std::shared_ptr<HostLink> link_;  // made on first use (a deferred reply or a timer)
+  std::deque<Segment> queue_;       // output waiting behind an unfilled deferred place
+  uint64_t next_slot_ = 0;
+  SessionTimerId next_timer_ = 0;
+  absl::flat_hash_map<SessionTimerId, Timer> timers_;
 };
+
+void HostedSlot::fill(std::string data, bool close_after) {
+  loop_->runInLoop([link = link_, id = id_, data = std::move(data), close_after]() mutable {
+    if (auto l = link.lock(); l && l->host) l->host->fillSlot(id, std::move(data), close_after);
+  });
+}
 
 }  // namespace
 
 void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   if (!factory) LOG_FATAL("servePlugin: null factory");
-  server.setConnectionCallback([factory = std::move(factory)](const TcpConnectionPtr& conn) {
+  auto service = std::make_shared<PluginService>(std::move(factory));
+  server.setLoopStartCallback([service](EventLoop* loop, size_t index, size_t count) {
+    auto info = std::make_unique<LoopInfo>(LoopInfo{loop, index, count});
+    const LoopInfo& ref = *info;
+    {
+      absl::MutexLock lock(&service->mutex);
+      service->loops[loop] = std::move(info);
+    }
+    try {
+      service->factory->onLoopStart(ref);
+    } catch (const std::exception& e) {
+      LOG_ERROR("plugin onLoopStart() threw: %s", e.what());
+    }
+  });
+  server.setLoopStopCallback([service](EventLoop* loop, size_t /*index*/, size_t /*count*/) {
+    const LoopInfo* info = service->infoFor(loop);
+    if (info == nullptr) return;
+    try {
+      service->factory->onLoopStop(*info);
+    } catch (const std::exception& e) {
+      LOG_ERROR("plugin onLoopStop() threw: %s", e.what());
+    }
+  });
+  server.setConnectionCallback([service](const TcpConnectionPtr& conn) {
     // The close reaches the connection's HostedConnection as onClose().
     if (!conn->connected()) return;
-    auto hosted = std::make_unique<HostedConnection>(conn.get(), factory.get());
+    const LoopInfo* info = service->infoFor(conn->getLoop());
+    if (info == nullptr) {
+      LOG_ERROR("connection %s: its loop does not serve this plugin; closing it", conn->name());
+      conn->forceClose();
+      return;
+    }
+    auto hosted = std::make_unique<HostedConnection>(conn.get(), service->factory.get(), info);
     HostedConnection* h = hosted.get();
     conn->setHandler(std::move(hosted));
     h->start();

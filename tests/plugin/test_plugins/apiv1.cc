@@ -25,7 +25,7 @@ class Handler final : public plexus::ProtocolHandler {
 
 class Factory final : public plexus::PluginFactory {
  public:
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<Handler>();
   }
 };

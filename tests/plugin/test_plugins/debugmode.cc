@@ -21,7 +21,7 @@ class DebugModeHandler final : public plexus::ProtocolHandler {
 class DebugModeFactory final : public plexus::PluginFactory {
  public:
   explicit DebugModeFactory(const plexus::PluginArgs& args) { (void)args.size(); }
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<DebugModeHandler>();
   }
 };

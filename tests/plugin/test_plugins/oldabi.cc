@@ -28,7 +28,7 @@ class OldAbiFactory final : public plexus::PluginFactory {
       if (key.size() + value.size() > 0) throw std::invalid_argument("oldabi takes no arguments");
     }
   }
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<OldAbiHandler>();
   }
 };

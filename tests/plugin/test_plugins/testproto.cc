@@ -44,7 +44,7 @@ class TestProtoFactory final : public plexus::PluginFactory {
       }
     }
   }
-  std::unique_ptr<plexus::ProtocolHandler> newHandler() override {
+  std::unique_ptr<plexus::ProtocolHandler> newHandler(const plexus::LoopInfo& /*loop*/) override {
     return std::make_unique<TestProtoHandler>(greeting_);
   }
 
