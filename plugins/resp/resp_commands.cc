@@ -593,8 +593,9 @@ void popGeneric(Ctx& c, bool left, const char* name) {
   const bool has_count = c.args.size() == 3;
   int64_t count = 1;
   if (has_count) {
-    if (!parseInt64(c.args[2], &count)) return error(c.out, kNotInt);
-    if (count < 0) return error(c.out, "ERR value is out of range, must be positive");
+    if (!parseInt64(c.args[2], &count) || count < 0) {
+      return error(c.out, "ERR value is out of range, must be positive");
+    }
   }
   Db& db = c.ks.dbFor(c.args[1]);
   Entry* e = db.find(c.args[1], c.ks.nowMs());
@@ -626,12 +627,13 @@ void cmdLlen(Ctx& c) {
 }
 
 void cmdLindex(Ctx& c) {
-  int64_t index;
-  if (!parseInt64(c.args[2], &index)) return error(c.out, kNotInt);
+  // (as redis-server: the key first, then the index)
   bool wrong;
   Entry* e = lookupTyped(c, c.ks.dbFor(c.args[1]), ValueType::kList, &wrong);
   if (wrong) return;
   if (e == nullptr) return nullBulk(c.out);
+  int64_t index;
+  if (!parseInt64(c.args[2], &index)) return error(c.out, kNotInt);
   const List& l = e->list();
   const int64_t size = static_cast<int64_t>(l.size());
   if (index < 0) index += size;

@@ -96,7 +96,7 @@ RespParser::Status RespParser::parse(std::string_view input) {
         const Status st = parseInline(in, base);
         if (st == Status::kNeedMore && args_.empty() && consumed_ > 0) {
           // an empty line was skipped: go on after it
-          base += consumed_;
+          base = consumed_;  // (absolute)
           consumed_ = 0;
           continue;
         }
