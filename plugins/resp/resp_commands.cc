@@ -322,8 +322,6 @@ void cmdScan(Ctx& c) {
 
 // EXPIRE / PEXPIRE key amount [NX|XX|GT|LT]
 void expireGeneric(Ctx& c, bool seconds, const char* name) {
-  int64_t when;
-  if (!parseInt64(c.args[2], &when)) return error(c.out, kNotInt);
   bool nx = false, xx = false, gt = false, lt = false;
   for (size_t j = 3; j < c.args.size(); ++j) {
     const std::string_view o = c.args[j];
@@ -337,6 +335,8 @@ void expireGeneric(Ctx& c, bool seconds, const char* name) {
     return error(c.out, "ERR NX and XX, GT or LT options at the same time are not compatible");
   }
   if (gt && lt) return error(c.out, "ERR GT and LT options at the same time are not compatible");
+  int64_t when;  // (after the options, as redis-server reads them)
+  if (!parseInt64(c.args[2], &when)) return error(c.out, kNotInt);
   const int64_t now = c.ks.nowMs();
   const std::string invalid = absl::StrCat("ERR invalid expire time in '", name, "' command");
   if (seconds) {
