@@ -208,24 +208,24 @@ class RespHandler final : public ProtocolHandler {
   // ShardedStore: runs a single-key command on the loop owning its key; the reply takes its place
   // through a DeferredReply. False when the key is this loop's (or nothing forwards).
   bool forward(Session& session, const CommandSpec& spec, Args args, size_t shard) {
-    if (flights_->origin == nullptr) return false;
+    if (flights_->origin == nullptr || !store_.isRemote(shard, loop_index_)) return false;
     flush(session);  // the replies before this one go first
     DeferredReply place = session.deferReply();
-    std::vector<std::string> copy(args.begin(), args.end());
-    flights_->inflight.fetch_add(1);
-    Store* store = &store_;
-    auto fn = [store, spec = &spec, shard, copy = std::move(copy), place, flights = flights_] {
-      std::vector<std::string_view> views(copy.begin(), copy.end());
+    auto run = [store = &store_, spec = &spec, shard](Args views) {
       std::string out;
       ClientState none;
-      {
-        const std::vector<size_t> one{shard};
-        store->lockShards(one);
-        Ctx ctx{*store, views, out, none};
-        runCommand(*spec, ctx);
-        store->unlockShards(one);
-      }
-      place.send(std::move(out));
+      const std::vector<size_t> one{shard};
+      store->lockShards(one);
+      Ctx ctx{*store, views, out, none};
+      runCommand(*spec, ctx);
+      store->unlockShards(one);
+      return out;
+    };
+    std::vector<std::string> copy(args.begin(), args.end());
+    flights_->inflight.fetch_add(1);
+    auto fn = [run, copy = std::move(copy), place, flights = flights_] {
+      const std::vector<std::string_view> views(copy.begin(), copy.end());
+      place.send(run(views));
       if (flights->inflight.fetch_sub(1) == 1 && flights->waiting.load()) {
         flights->origin->queueInLoop([flights] {
           if (flights->session != nullptr && flights->waiting.exchange(false)) {
@@ -234,9 +234,12 @@ class RespHandler final : public ProtocolHandler {
         });
       }
     };
-    if (store_.runOnOwner(shard, loop_index_, std::move(fn))) return true;
-    flights_->inflight.fetch_sub(1);
-    return false;
+    if (!store_.runOnOwner(shard, loop_index_, std::move(fn))) {
+      // The owner is not running (starting or stopping): run it here, under the shard's lock.
+      flights_->inflight.fetch_sub(1);
+      place.send(run(args));
+    }
+    return true;
   }
 
   // True (reading paused) when commands forwarded earlier have not all run yet: a command that

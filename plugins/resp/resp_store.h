@@ -58,6 +58,8 @@ class Store : public Keyspace {
   // ShardedStore: queues `fn` on the loop that owns `shard` and returns true, unless that is the
   // calling loop `from` (or the owner is not running): then false, and the caller runs it itself.
   virtual bool runOnOwner(size_t shard, size_t from, std::function<void()> fn) { return false; }
+  // Whether a command on `shard`, from loop `from`, is to go to another loop (runOnOwner).
+  virtual bool isRemote(size_t shard, size_t from) const { return false; }
   virtual const char* name() const = 0;
 
   // One round of active expiry over the shards loop `loop_index` of `loops` looks after. Returns
@@ -93,6 +95,7 @@ class ShardedStore final : public Store {
   void onLoopStart(const LoopInfo& loop) override;
   void onLoopStop(const LoopInfo& loop) override;
   bool runOnOwner(size_t shard, size_t from, std::function<void()> fn) override;
+  bool isRemote(size_t shard, size_t from) const override { return shard != from && shards_.size() > 1; }
   const char* name() const override { return "sharded"; }
 
  private:
