@@ -30,68 +30,69 @@ void wrongArity(std::string& out, std::string_view name) {
   error(out, absl::StrCat("ERR wrong number of arguments for '", av(name), "' command"));
 }
 
-// Redis's stringmatchlen: * ? [abc] [^a-z] and \ escapes.
-bool globMatch(std::string_view p, std::string_view s, int depth = 0) {
-  if (depth > 1000) return false;  // bounded recursion on patterns like "**********a"
-  size_t pi = 0, si = 0;
-  while (pi < p.size()) {
-    switch (p[pi]) {
-      case '*': {
-        while (pi + 1 < p.size() && p[pi + 1] == '*') ++pi;
-        if (pi + 1 == p.size()) return true;
-        for (size_t k = si; k <= s.size(); ++k) {
-          if (globMatch(p.substr(pi + 1), s.substr(k), depth + 1)) return true;
+// Matches one pattern element at p[*pi] (not '*') against c, and moves *pi past it.
+bool matchOne(std::string_view p, size_t* pi, char c) {
+  size_t i = *pi;
+  switch (p[i]) {
+    case '?':
+      *pi = i + 1;
+      return true;
+    case '[': {
+      ++i;
+      const bool negate = i < p.size() && p[i] == '^';
+      if (negate) ++i;
+      bool match = false;
+      while (i < p.size() && p[i] != ']') {
+        if (p[i] == '\\' && i + 1 < p.size()) {
+          ++i;
+          if (p[i] == c) match = true;
+        } else if (i + 2 < p.size() && p[i + 1] == '-') {  // (as Redis: "[a-]" is a range to ']')
+          unsigned char lo = static_cast<unsigned char>(p[i]);
+          unsigned char hi = static_cast<unsigned char>(p[i + 2]);
+          if (lo > hi) std::swap(lo, hi);
+          const unsigned char u = static_cast<unsigned char>(c);
+          if (u >= lo && u <= hi) match = true;
+          i += 2;
+        } else if (p[i] == c) {
+          match = true;
         }
-        return false;
+        ++i;
       }
-      case '?':
-        if (si == s.size()) return false;
-        ++si;
-        break;
-      case '[': {
-        if (si == s.size()) return false;
-        ++pi;
-        const bool negate = pi < p.size() && p[pi] == '^';
-        if (negate) ++pi;
-        bool match = false;
-        for (;;) {
-          if (pi >= p.size()) {
-            --pi;  // as Redis: an unterminated class ends the pattern
-            break;
-          }
-          if (p[pi] == '\\' && pi + 1 < p.size()) {
-            ++pi;
-            if (p[pi] == s[si]) match = true;
-          } else if (p[pi] == ']') {
-            break;
-          } else if (pi + 2 < p.size() && p[pi + 1] == '-') {
-            unsigned char lo = static_cast<unsigned char>(p[pi]);
-            unsigned char hi = static_cast<unsigned char>(p[pi + 2]);
-            if (lo > hi) std::swap(lo, hi);
-            const unsigned char c = static_cast<unsigned char>(s[si]);
-            if (c >= lo && c <= hi) match = true;
-            pi += 2;
-          } else if (p[pi] == s[si]) {
-            match = true;
-          }
-          ++pi;
-        }
-        if (negate) match = !match;
-        if (!match) return false;
-        ++si;
-        break;
-      }
-      case '\\':
-        if (pi + 1 < p.size()) ++pi;
-        [[fallthrough]];
-      default:
-        if (si == s.size() || p[pi] != s[si]) return false;
-        ++si;
-        break;
+      *pi = i < p.size() ? i + 1 : i;  // past the ']' (an unclosed class ends the pattern)
+      return negate ? !match : match;
     }
-    ++pi;
+    case '\\':
+      if (i + 1 < p.size()) ++i;
+      [[fallthrough]];
+    default:
+      *pi = i + 1;
+      return p[i] == c;
   }
-  return si == s.size();
+}
+
+// Glob matching as KEYS and SCAN MATCH do it: * ? [abc] [^a-z] [a-z] and \ escapes. Iterative,
+// going back to the last '*' on a mismatch, so no pattern takes more than O(pattern * key) steps.
+bool globMatch(std::string_view p, std::string_view s) {
+  size_t pi = 0, si = 0;
+  size_t star_p = std::string_view::npos, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star_p = ++pi;
+      star_s = si;
+      continue;
+    }
+    size_t next = pi;
+    if (pi < p.size() && matchOne(p, &next, s[si])) {
+      pi = next;
+      ++si;
+      continue;
+    }
+    if (star_p == std::string_view::npos) return false;
+    pi = star_p;  // let the last '*' take one more byte
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
 }
 
 // --- connection commands ---
