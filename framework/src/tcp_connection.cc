@@ -262,12 +262,20 @@ void TcpConnection::handleEvent(uint32_t revents) {
     }
   }
   in_event_ = false;
-  if (state_.load(std::memory_order_relaxed) == kDisconnected) {
-    // handleClose() left the input alone while a callback might still be reading it.
-    input_.retrieveAll();
-    input_.releaseIfEmpty();
-    releaseSelf();
+  if (state_.load(std::memory_order_relaxed) == kDisconnected) eventClosedIt();
+}
+
+// The connection closed during an event: report it now that the event is over, and free what
+// handleClose() left alone while a callback might still be reading it.
+void TcpConnection::eventClosedIt() {
+  if (close_report_pending_) {
+    close_report_pending_ = false;
+    TcpConnectionPtr guard = self_ ? self_ : shared_from_this();
+    reportClosed(guard);
   }
+  input_.retrieveAll();
+  input_.releaseIfEmpty();
+  releaseSelf();
 }
 
 void TcpConnection::readFailed(int err) {
@@ -433,7 +441,13 @@ void TcpConnection::handleClose() {
     input_.releaseIfEmpty();
   }
   TcpConnectionPtr guard = shared_from_this();
-  reportClosed(guard);
+  if (in_event_) {
+    // A callback of this event closed it (or the event did, under a callback's feet): the close is
+    // reported once the event is over, so no handler sees onClose while it is still running.
+    close_report_pending_ = true;
+  } else {
+    reportClosed(guard);
+  }
   // The owner drops its reference in a functor queued on this loop, after this event.
   if (owner_ != nullptr) owner_->connectionClosed(guard);
   releaseSelf();
@@ -678,9 +692,7 @@ void TcpConnection::deliverPendingInput() {
   handler_->onMessage(self_, &input_);
   in_event_ = false;
   if (state_.load(std::memory_order_relaxed) == kDisconnected) {
-    input_.retrieveAll();
-    input_.releaseIfEmpty();
-    releaseSelf();
+    eventClosedIt();
   } else {
     input_.releaseIfEmpty();
   }

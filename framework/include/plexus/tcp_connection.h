@@ -72,7 +72,9 @@ class ConnectionHandler {
   virtual void onMessage(const TcpConnectionPtr& conn, Buffer* input) = 0;
   // As WriteCompleteCallback.
   virtual void onWriteComplete(const TcpConnectionPtr& conn) { (void)conn; }
-  // The connection has closed (after the connection callback reported it). Called once.
+  // The connection has closed (after the connection callback reported it). Called once, never
+  // while another call of this handler for the same event is running: a close that happens
+  // during an event (a callback called forceClose(), say) is reported once the event is over.
   virtual void onClose(const TcpConnectionPtr& conn) { (void)conn; }
   // Its server is stopping gracefully (TcpServer::stop()): finish what is in flight and close.
   // The default closes once the output has drained (closeAfterFlush()).
@@ -192,6 +194,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   size_t bufferedBytes() const;
   void inputResumed();
   void deliverPendingInput();
+  void eventClosedIt();
   void queueNextTurn(const TcpConnectionPtr& self);
   void continueTurn();
   void handleWrite(const TcpConnectionPtr& self);
@@ -235,6 +238,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool in_event_ = false;        // handleEvent() is on the stack
   bool turn_queued_ = false;     // edge mode: continueTurn() is queued (the turn's budget spent)
   bool redeliver_queued_ = false;// deliverPendingInput() is queued
+  bool close_report_pending_ = false;  // closed during an event: reported when it ends
   Channel channel_;
   Buffer input_;
   Buffer output_;

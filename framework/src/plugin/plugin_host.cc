@@ -181,12 +181,13 @@ class HostedConnection final : public Session, public ConnectionHandler {
   const LoopInfo& loopInfo() const override { return *info_; }
 
   // ConnectionHandler
+  // The per-message path: no depth bookkeeping here, because the connection itself reports a
+  // close that happens during an event (onData included) only once the event is over.
   void onMessage(const TcpConnectionPtr& /*conn*/, Buffer* input) override {
     if (__builtin_expect(!usable_, 0)) {
       input->retrieveAll();  // a failed or closing connection: drop what it still reads
       return;
     }
-    ++depth_;
     try {
       handler_->onData(*this, *input);
     } catch (const std::exception& e) {
@@ -194,7 +195,6 @@ class HostedConnection final : public Session, public ConnectionHandler {
     } catch (...) {
       fail("handler onData()", "an exception not derived from std::exception");
     }
-    if (--depth_ == 0 && __builtin_expect(close_pending_, 0)) closeNow();
   }
   void onWriteComplete(const TcpConnectionPtr& /*conn*/) override {
     if (usable_) call("handler onDrained()", [this] { handler_->onDrained(*this); });
