@@ -80,7 +80,8 @@ TEST(RespParserTest, MultibulkCommands) {
   expectEverySplit("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
                    {{"SET", "k", "hello"}, {"GET", "k"}});
   // binary-safe: CR, LF, NUL inside an argument; an empty argument
-  expectEverySplit(std::string("*2\r\n$4\r\na\r\n\0\r\n$0\r\n\r\n", 22), {{std::string("a\r\n\0", 4), ""}});
+  static constexpr char kBinary[] = "*2\r\n$4\r\na\r\n\0\r\n$0\r\n\r\n";
+  expectEverySplit(std::string(kBinary, sizeof(kBinary) - 1), {{std::string("a\r\n\0", 4), ""}});
 }
 
 TEST(RespParserTest, InlineCommands) {
