@@ -4,6 +4,7 @@
 #
 #   find_package(plexus 0.1 REQUIRED)
 #   target_link_libraries(app PRIVATE plexus::framework)
+#   target_link_libraries(plugin_tests PRIVATE plexus::testing)   # the in-memory plugin harness
 #
 # or builds a plugin with plexus_add_plugin(NAME SOURCES...) (see examples/plugin/).
 #
@@ -13,7 +14,7 @@ include(CMakePackageConfigHelpers)
 
 set(PLEXUS_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/plexus)
 
-install(TARGETS plexus_framework EXPORT plexusTargets
+install(TARGETS plexus_framework plexus_testing EXPORT plexusTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

@@ -1,4 +1,9 @@
-// plexus-server: a TcpServer serving the protocol of one plugin.
+// plexus-server: one TcpServer per listener, each serving the protocol of its plugin, all of them
+// on one base loop and one pool of --threads sub-reactors (as nginx's workers serve every listening
+// socket).
+//
+// Threads: everything here runs on the main thread (the base loop), except the failure callbacks
+// of the sub-loops, which only queue work on the base loop.
 //
 // Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version); 1 when an event loop gave
 // up on its engine while serving (its waits kept failing); 2 for a bad option, a plugin that does
@@ -14,12 +19,18 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "plexus/channel.h"
 #include "plexus/event_loop.h"
+#include "plexus/event_loop_thread_pool.h"
 #include "plexus/log.h"
 #include "plexus/plugin_host.h"
 #include "plexus/plugin_loader.h"
@@ -76,6 +87,23 @@ int fail(const absl::Status& error) {
   return 2;
 }
 
+// One address served by one plugin: a TcpServer of its own on the shared loops.
+struct Listener {
+  const ListenerConfig* config;
+  std::shared_ptr<LoadedPlugin> plugin;
+  std::unique_ptr<TcpServer> server;
+};
+
+// What the base loop and every sub-loop asked of the kernel: the loops are shared, so this is the
+// sum over every listener, each loop counted once. Before the pool stops (its loops go with it).
+LoopStats loopStats(EventLoop& base, EventLoopThreadPool& pool) {
+  LoopStats total = base.stats();
+  if (pool.numThreads() > 0) {
+    for (EventLoop* sub : pool.loops()) total += sub->stats();
+  }
+  return total;
+}
+
 int serve(const ServerConfig& config) {
   setLogLevel(config.log_level);
 
@@ -97,29 +125,77 @@ int serve(const ServerConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto plugin = loadPlugin(config.plugin, config.plugin_dirs, config.plugin_args);
-  if (!plugin.ok()) return fail(plugin.status());
+  // Every plugin loads (and accepts its arguments) before anything listens. With several
+  // listeners an error names the listener's address.
+  const bool several = config.listeners.size() > 1;
+  std::vector<Listener> listeners;
+  for (const ListenerConfig& lc : config.listeners) {
+    auto plugin = loadPlugin(lc.plugin, config.plugin_dirs, lc.plugin_args);
+    if (!plugin.ok()) {
+      if (!several) return fail(plugin.status());
+      return fail(absl::InvalidArgumentError(absl::StrFormat(
+          "listener %s: %s", lc.address.toIpPort(), plugin.status().message())));
+    }
+    listeners.push_back(Listener{&lc, *std::move(plugin), nullptr});
+  }
 
   auto engine = makeEngine(config.server.engine);
   if (!engine.ok()) return fail(engine.status());
   EventLoop loop(*std::move(engine));
 
-  TcpServer server(&loop, config.server);
-  servePlugin(server, (*plugin)->factory());
-  // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
-  // use".
-  if (absl::Status started = server.start(); !started.ok()) return fail(started);
+  // One pool for every listener; stopped once every server has stopped (or, on the way out, by
+  // its destructor, after the servers and before the loop).
+  auto pool = std::make_shared<EventLoopThreadPool>(&loop, config.server.threads,
+                                                    config.server.engine);
+  if (absl::Status started = pool->start(); !started.ok()) return fail(started);
+  // Declared after the pool, destroyed before it: the servers close their connections on its
+  // loops, which must still run.
+  std::vector<Listener> serving = std::move(listeners);
+  for (Listener& l : serving) {
+    TcpServerOptions options = config.server;
+    options.listen_address = l.config->address;
+    l.server = std::make_unique<TcpServer>(&loop, options, pool);
+    servePlugin(*l.server, l.plugin->factory());
+    // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
+    // use". The listeners started before it close as `serving` goes, so none is left.
+    if (absl::Status started = l.server->start(); !started.ok()) return fail(started);
+  }
 
   // A loop that gives up on its engine (its waits keep failing) ends the server with status 1;
-  // ~TcpServer closes the connections that are left.
+  // ~TcpServer closes the connections that are left. The servers leave the shared pool's loops to
+  // their owner: here.
   absl::Status loop_error;
   auto loop_failed = [&](const absl::Status& why) {
     if (loop_error.ok()) loop_error = why;
     loop.quit();
   };
   loop.setFailureCallback(loop_failed);
-  server.setLoopFailureCallback([&](EventLoop*, const absl::Status& why) { loop_failed(why); });
+  // What a sub-loop queues on the base loop checks this first: it goes before loop_failed does.
+  auto alive = std::make_shared<bool>(true);
+  if (pool->numThreads() > 0) {
+    for (EventLoop* sub : pool->loops()) {
+      sub->runInLoop([sub, &loop, &loop_failed, token = std::weak_ptr<bool>(alive)] {
+        // On the sub-loop's thread; dealt with on the base loop.
+        sub->setFailureCallback([&loop, &loop_failed, token](const absl::Status& why) {
+          loop.queueInLoop([&loop_failed, token, why] {
+            if (token.expired()) return;
+            LOG_ERROR("a sub-reactor stopped serving I/O (%s): stopping", why.message());
+            loop_failed(why);
+          });
+        });
+      });
+    }
+  }
 
+  // Every server stops (each lets its connections finish), then the pool, then the base loop.
+  std::optional<LoopStats> final_stats;
+  size_t running = serving.size();
+  auto stopped_one = [&] {
+    if (--running > 0) return;
+    final_stats = loopStats(loop, *pool);
+    pool->stop();
+    loop.quit();
+  };
   int signals_seen = 0;
   SignalWatcher watcher(&loop, signals, [&](int signo) {
     if (signo == SIGHUP) {
@@ -130,7 +206,7 @@ int serve(const ServerConfig& config) {
       const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
                sigabbrev_np(signo), grace);
-      server.stop(config.shutdown_timeout, [&loop] { loop.quit(); });
+      for (Listener& l : serving) l.server->stop(config.shutdown_timeout, stopped_one);
     } else {
       LOG_WARN("SIG%s again: stopping now", sigabbrev_np(signo));
       loop.quit();  // ~TcpServer closes what is left
@@ -139,15 +215,29 @@ int serve(const ServerConfig& config) {
   if (absl::Status watching = watcher.start(); !watching.ok()) return fail(watching);
 
   const int threads = config.server.threads;
-  LOG_INFO("plexus-server %s listening on %s: engine %s, %d thread%s%s, plugin %s",
-           PLEXUS_VERSION_STRING, server.listenAddress().toIpPort(), server.engineDescription(),
-           threads, threads == 1 ? "" : "s", threads == 0 ? " (all on the main loop)" : "",
-           (*plugin)->name());
+  const std::string thread_text =
+      absl::StrFormat("%d thread%s%s", threads, threads == 1 ? "" : "s",
+                      threads == 0 ? " (all on the main loop)" : "");
+  if (!several) {
+    LOG_INFO("plexus-server %s listening on %s: engine %s, %s, plugin %s", PLEXUS_VERSION_STRING,
+             serving[0].server->listenAddress().toIpPort(), loop.engineDescription(), thread_text,
+             serving[0].plugin->name());
+  } else {
+    // "listening on 0.0.0.0:7000 (plugin echo), 127.0.0.1:7001 (plugin http): engine ..."
+    std::vector<std::string> each;
+    for (const Listener& l : serving) {
+      each.push_back(absl::StrFormat("%s (plugin %s)", l.server->listenAddress().toIpPort(),
+                                     l.plugin->name()));
+    }
+    LOG_INFO("plexus-server %s listening on %s: engine %s, %s", PLEXUS_VERSION_STRING,
+             absl::StrJoin(each, ", "), loop.engineDescription(), thread_text);
+  }
   // The base loop's own failure has been reported through loop_failed already.
   (void)loop.run();
   if (config.print_stats) {
     // One line, for scripts: what every loop asked of the kernel.
-    absl::FPrintF(stderr, "stats: %s\n", server.stats().toJson());
+    const LoopStats stats = final_stats ? *final_stats : loopStats(loop, *pool);
+    absl::FPrintF(stderr, "stats: %s\n", stats.toJson());
   }
   if (!loop_error.ok()) {
     absl::FPrintF(stderr, "plexus-server: error: stopped: %s\n", loop_error.message());

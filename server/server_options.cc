@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -29,7 +31,10 @@ constexpr const char* kUsage =
     "Usage: plexus-server [options]\n"
     "A multi-reactor TCP server; a protocol plugin (echo by default) serves each connection.\n"
     "Every option except --help, --version and --config may also be set in the --config file\n"
-    "(INI: 'port = 9000', 'plugin-arg = key=value'); the command line wins over the file.\n";
+    "(INI: 'port = 9000', 'plugin-arg = key=value'); the command line wins over the file.\n"
+    "Several listeners, each with its own address and plugin, share the --threads loops:\n"
+    "  plexus-server --listen ':7000 echo' --listen '127.0.0.1:7001 NAME k=v \"text=Hi, you\"'\n"
+    "or in the --config file, one line per listener: 'listen = :7000 echo'.\n";
 
 template <typename T>
 bool parseInteger(const std::string& text, T* out) {
@@ -60,15 +65,17 @@ absl::StatusOr<Duration> parseSeconds(const std::string& option, const std::stri
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
 }
 
-// HOST:PORT, [V6]:PORT, :PORT, HOST or [V6] (then with `port`).
-absl::StatusOr<InetAddress> parseListen(const std::string& text, uint16_t port) {
+// HOST:PORT, [V6]:PORT, :PORT, HOST or [V6] (then with `port`). `shown`: the --listen value the
+// address came from, for the error messages.
+absl::StatusOr<InetAddress> parseListen(const std::string& text, uint16_t port,
+                                        const std::string& shown) {
   std::string host = text;
   std::optional<std::string> port_text;
   if (!text.empty() && text.front() == '[') {
     size_t close = text.find(']');
     if (close == std::string::npos || (close + 1 < text.size() && text[close + 1] != ':')) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "invalid --listen '%s' (expected HOST:PORT, [IPV6]:PORT, :PORT or HOST)", text));
+          "invalid --listen '%s' (expected HOST:PORT, [IPV6]:PORT, :PORT or HOST)", shown));
     }
     host = text.substr(1, close - 1);
     if (close + 1 < text.size()) port_text = text.substr(close + 2);
@@ -86,25 +93,68 @@ absl::StatusOr<InetAddress> parseListen(const std::string& text, uint16_t port) 
   auto addr = InetAddress::resolve(host, port);
   if (!addr.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("invalid --listen '%s': %s", text, addr.status().message()));
+        absl::StrFormat("invalid --listen '%s': %s", shown, addr.status().message()));
   }
   return addr;
 }
 
-absl::StatusOr<PluginArgs> parsePluginArgs(const std::vector<std::string>& items) {
+// `listen`: the --listen value the items came from; empty for --plugin-arg's.
+absl::StatusOr<PluginArgs> parsePluginArgs(const std::vector<std::string>& items,
+                                           const std::string& listen = {}) {
   PluginArgs args;
   for (const std::string& item : items) {
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("invalid --plugin-arg '%s' (expected KEY=VALUE)", item));
+          listen.empty()
+              ? absl::StrFormat("invalid --plugin-arg '%s' (expected KEY=VALUE)", item)
+              : absl::StrFormat(
+                    "invalid plugin argument '%s' in --listen '%s' (expected KEY=VALUE)", item,
+                    listen));
     }
     if (!args.emplace(item.substr(0, eq), item.substr(eq + 1)).second) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("duplicate --plugin-arg key '%s'", item.substr(0, eq)));
+          listen.empty() ? absl::StrFormat("duplicate --plugin-arg key '%s'", item.substr(0, eq))
+                         : absl::StrFormat("duplicate plugin argument key '%s' in --listen '%s'",
+                                           item.substr(0, eq), listen));
     }
   }
   return args;
+}
+
+// One --listen value: ADDR [PLUGIN [KEY=VALUE ...]]. A value that names no plugin is served by
+// `default_plugin` with `default_args` (and sets *took_defaults).
+absl::StatusOr<ListenerConfig> parseListener(const std::string& value, uint16_t default_port,
+                                             const std::string& default_plugin,
+                                             const PluginArgs& default_args, bool* took_defaults) {
+  auto words = splitListenWords(value);
+  if (!words.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid --listen '%s': %s", value, words.status().message()));
+  }
+  if (words->empty()) {
+    return absl::InvalidArgumentError(
+        "empty --listen (expected ADDR [PLUGIN [KEY=VALUE ...]], e.g. ':7000 echo')");
+  }
+  ListenerConfig listener;
+  listener.spec = value;
+  auto addr = parseListen((*words)[0], default_port, value);
+  if (!addr.ok()) return addr.status();
+  listener.address = *addr;
+  if (words->size() == 1) {
+    listener.plugin = default_plugin;
+    listener.plugin_args = default_args;
+    *took_defaults = true;
+    return listener;
+  }
+  listener.plugin = (*words)[1];
+  if (listener.plugin.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat("empty plugin in --listen '%s'", value));
+  }
+  auto args = parsePluginArgs(std::vector<std::string>(words->begin() + 2, words->end()), value);
+  if (!args.ok()) return args.status();
+  listener.plugin_args = *std::move(args);
+  return listener;
 }
 
 int defaultThreads() {
@@ -112,6 +162,47 @@ int defaultThreads() {
 }
 
 std::string toString(const std::vector<std::string>& v) { return absl::StrJoin(v, ", "); }
+
+// Boost.program_options (1.74) makes an error's message by replacing each of its placeholders
+// ("%canonical_option%", "%value%", ...) until none is left, so an option name or value that holds
+// one ("st%original_token%ats = 1" in a config file) makes what() loop forever. This makes the
+// same message in one pass over the template: what is substituted is never read again.
+class SafeErrorText final : public po::error_with_option_name {
+ public:
+  explicit SafeErrorText(const po::error_with_option_name& e) : po::error_with_option_name(e) {}
+  std::string text() const {
+    std::map<std::string, std::string> values(m_substitutions);
+    values["canonical_option"] = get_canonical_option_name();
+    values["prefix"] = get_canonical_option_prefix();
+    std::vector<std::pair<std::string, std::string>> tokens;  // placeholder -> text
+    for (const auto& [name, from_to] : m_substitution_defaults) {
+      if (values[name].empty()) tokens.push_back(from_to);
+    }
+    for (const auto& [name, value] : values) tokens.emplace_back("%" + name + "%", value);
+    std::string out;
+    const std::string& t = m_error_template;
+    for (size_t i = 0; i < t.size();) {
+      auto match = std::find_if(tokens.begin(), tokens.end(), [&](const auto& token) {
+        return !token.first.empty() && t.compare(i, token.first.size(), token.first) == 0;
+      });
+      if (match == tokens.end()) {
+        out.push_back(t[i++]);
+      } else {
+        out.append(match->second);
+        i += match->first.size();
+      }
+    }
+    return out;
+  }
+};
+
+// What a program_options error says, never through what() when placeholders are involved.
+std::string errorText(const po::error& e) {
+  if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) {
+    return SafeErrorText(*named).text();
+  }
+  return e.what();
+}
 
 // The options a config file may set; the command line has these plus help, version and config.
 po::options_description settingsDescription(const ServerConfig& defaults) {
@@ -121,8 +212,12 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
   desc.add_options()
     ("port,p", po::value<std::string>()->default_value(std::to_string(kDefaultPort)),
         "TCP port to listen on (1-65535)")
-    ("listen", po::value<std::string>()->value_name("HOST:PORT"),
-        "address to listen on; overrides --port (default: 0.0.0.0 and --port)")
+    // The config file's `listen` lines add up; --listen on the command line replaces them all (as
+    // with --plugin-arg).
+    ("listen", po::value<std::vector<std::string>>()->value_name("ADDR [PLUGIN [KEY=VALUE ...]]"),
+        "listen on ADDR (HOST:PORT, [IPV6]:PORT, :PORT, or HOST on --port), served by PLUGIN with "
+        "its KEY=VALUE arguments, quoted as in a shell (default: --plugin with --plugin-arg); "
+        "repeatable, one listener each (default: 0.0.0.0 on --port)")
     ("threads", po::value<std::string>()->default_value(std::to_string(defaultThreads())),
         "sub-reactor threads, 0-1024; 0 serves everything on the main loop (default: one per CPU)")
     ("engine", po::value<std::string>()->default_value("epoll"),
@@ -132,7 +227,8 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
     ("balance", po::value<std::string>()->default_value("round-robin"),
         "how connections go to threads: round-robin or least-connections")
     ("plugin", po::value<std::string>()->default_value(defaults.plugin),
-        "protocol plugin: a name (NAME.so in the plugin dirs) or a path to a .so")
+        "protocol plugin (of each --listen that names none): a name (NAME.so in the plugin dirs) "
+        "or a path to a .so")
     // No default_value: the directories given add to the default ones instead of replacing them.
     // (The help names the default after the table, where a long path is not wrapped.)
     ("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR"),
@@ -141,7 +237,7 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
     ("plugin-arg", po::value<std::vector<std::string>>()->value_name("KEY=VALUE"),
         "argument for the plugin (repeatable; default: none)")
     ("max-connections", po::value<std::string>()->default_value("0"),
-        "connections beyond this many are closed at once; 0: no limit")
+        "connections beyond this many (on one listener) are closed at once; 0: no limit")
     ("idle-timeout", po::value<std::string>()->default_value("0"),
         "close a connection idle this many seconds (fractions allowed); 0: never")
     ("high-water-mark", po::value<std::string>()->default_value(
@@ -173,7 +269,7 @@ absl::Status readConfigFile(const std::string& file, const po::options_descripti
   try {
     po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), *vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", file, e.what()));
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", file, errorText(e)));
   }
   return absl::OkStatus();
 }
@@ -184,12 +280,6 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
 
   auto port = parsePort(get("port"));
   if (!port.ok()) return port.status();
-  config.server.listen_address = InetAddress(*port);
-  if (vm.count("listen")) {
-    auto addr = parseListen(get("listen"), *port);
-    if (!addr.ok()) return addr.status();
-    config.server.listen_address = *addr;
-  }
 
   const std::string threads = get("threads");
   if (!parseInteger(threads, &config.server.threads) || config.server.threads < 0 ||
@@ -251,6 +341,43 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
     config.plugin_args = *std::move(args);
   }
 
+  // The listeners: one per --listen, or the one on --port with --plugin.
+  config.listeners.clear();
+  if (!vm.count("listen")) {
+    config.listeners.push_back(ListenerConfig{.address = InetAddress(*port),
+                                              .plugin = config.plugin,
+                                              .plugin_args = config.plugin_args,
+                                              .spec = {}});
+  } else {
+    bool defaults_used = false;
+    for (const std::string& value : vm["listen"].as<std::vector<std::string>>()) {
+      auto listener =
+          parseListener(value, *port, config.plugin, config.plugin_args, &defaults_used);
+      if (!listener.ok()) return listener.status();
+      // Two servers cannot bind one address; say so before either is started.
+      for (const ListenerConfig& other : config.listeners) {
+        if (other.address.toIpPort() == listener->address.toIpPort()) {
+          return absl::InvalidArgumentError(
+              absl::StrFormat("listen address %s given twice (--listen '%s' and --listen '%s')",
+                              listener->address.toIpPort(), other.spec, value));
+        }
+      }
+      config.listeners.push_back(*std::move(listener));
+    }
+    // A --plugin or --plugin-arg that no listener takes was given by mistake: refuse it rather
+    // than ignore it.
+    if (!defaults_used && !vm["plugin"].defaulted()) {
+      return absl::InvalidArgumentError(
+          "--plugin is not used: every --listen names its own plugin");
+    }
+    if (!defaults_used && vm.count("plugin-arg")) {
+      return absl::InvalidArgumentError(
+          "--plugin-arg is not used: every --listen names its own plugin (give its arguments "
+          "after the plugin in --listen)");
+    }
+  }
+  config.server.listen_address = config.listeners.front().address;
+
   const std::string max_conn = get("max-connections");
   if (!parseInteger(max_conn, &config.server.max_connections)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -286,6 +413,55 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> splitListenWords(std::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;  // a word has begun (it may be empty: '' is one empty word)
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    switch (c) {
+      case ' ':
+      case '\t':
+      case '\r':
+      case '\n':
+        if (in_word) words.push_back(std::move(word));
+        word.clear();
+        in_word = false;
+        continue;
+      case '\'': {
+        const size_t close = text.find('\'', i + 1);
+        if (close == std::string_view::npos) {
+          return absl::InvalidArgumentError("a ' quote is not closed");
+        }
+        word.append(text.substr(i + 1, close - i - 1));
+        i = close;
+        break;
+      }
+      case '"': {
+        size_t j = i + 1;
+        for (; j < text.size() && text[j] != '"'; ++j) {
+          const bool escape = text[j] == '\\' && j + 1 < text.size() &&
+                              (text[j + 1] == '"' || text[j + 1] == '\\');
+          if (escape) ++j;
+          word += text[j];
+        }
+        if (j == text.size()) return absl::InvalidArgumentError("a \" quote is not closed");
+        i = j;
+        break;
+      }
+      case '\\':
+        if (i + 1 == text.size()) return absl::InvalidArgumentError("a backslash ends it");
+        word += text[++i];
+        break;
+      default:
+        word += c;
+    }
+    in_word = true;
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
 
 absl::StatusOr<size_t> parseSize(const std::string& text) {
   uint64_t value = 0;
@@ -361,7 +537,7 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
     }
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(e.what());
+    return absl::InvalidArgumentError(errorText(e));
   }
 
   if (vm.count("help")) {
@@ -388,13 +564,38 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    return absl::InvalidArgumentError(e.what());
+    return absl::InvalidArgumentError(errorText(e));
   }
 
   auto config = buildConfig(vm, std::move(defaults));
   if (!config.ok()) return config.status();
   command.config = *std::move(config);
   return command;
+}
+
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text, std::string_view name) {
+  // The defaults of parseServerOptions(); tests/unit/server_config_text_test.cc checks that both
+  // read a config alike.
+  ServerConfig defaults;
+  defaults.server.listen_address = InetAddress(kDefaultPort);
+  defaults.server.threads = defaultThreads();
+  defaults.plugin_dirs = defaultPluginDirs();
+  defaults.config_file = std::string(name);
+
+  po::options_description settings = settingsDescription(defaults);
+  po::variables_map vm;
+  std::istringstream in{std::string(text)};
+  try {
+    po::store(po::parse_config_file(in, settings, /*allow_unregistered=*/false), vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(absl::StrFormat("config file '%s': %s", name, errorText(e)));
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(errorText(e));
+  }
+  return buildConfig(vm, std::move(defaults));
 }
 
 }  // namespace plexus::server

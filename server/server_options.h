@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,14 +17,29 @@ namespace plexus::server {
 inline constexpr uint16_t kDefaultPort = 9000;
 inline constexpr int kMaxThreads = 1024;
 
+// One listening address and the plugin that serves it. Each listener is a TcpServer of its own; all
+// of them share the base loop and the --threads sub-reactors.
+struct ListenerConfig {
+  InetAddress address;
+  std::string plugin;  // a name or a path
+  PluginArgs plugin_args;
+  // The --listen value (or config file line) it came from; empty for the one listener made from
+  // --port, --plugin and --plugin-arg alone.
+  std::string spec;
+};
+
 struct ServerConfig {
-  // listen address, threads, engine, balance, max connections, per-connection limits.
+  // threads, engine, balance, max connections, per-connection limits: the same for every listener.
+  // Its listen_address is the first listener's.
   TcpServerOptions server;
+  // --plugin and --plugin-arg: the plugin of every listener whose --listen names none.
   std::string plugin = "echo";           // a name or a path
   // Where a plugin name is looked for, in order: the --plugin-dir directories, then
   // defaultPluginDirs() (plexus/plugin_loader.h).
   std::vector<std::string> plugin_dirs;
   PluginArgs plugin_args;
+  // Never empty: one per --listen, in the order given, or the one on --port with --plugin.
+  std::vector<ListenerConfig> listeners;
   Duration shutdown_timeout = std::chrono::seconds(5);
   LogLevel log_level = LogLevel::kInfo;
   bool print_stats = false;  // --stats
@@ -41,6 +57,18 @@ struct ServerCommand {
 // line wins over the file. Errors are one line, without the program name, e.g.
 // "unknown engine 'foo' (known: epoll, poll, select)"; main prints "plexus-server: error: " before.
 absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const argv[]);
+
+// Splits a --listen value into words the way a POSIX shell splits unquoted text, so that a plugin
+// argument may hold blanks: words are separated by blanks (space, tab, CR, LF); '...' is literal;
+// in "...", \" and \\ stand for " and \ (any other backslash stays); outside quotes, \c is c.
+// "'" or "\"" without its closing quote, or a backslash at the end, is an error.
+absl::StatusOr<std::vector<std::string>> splitListenWords(std::string_view text);
+
+// Parses `text` as the contents of a --config file given alone on the command line
+// (`plexus-server --config NAME`): the same settings, defaults and errors, `name` standing for the
+// file in them. For tests and the config_parser fuzz target (tests/fuzz/), which need no file.
+absl::StatusOr<ServerConfig> parseServerConfigText(std::string_view text,
+                                                   std::string_view name = "<config>");
 
 // "65536", "64K", "4M", "1G" (also "64k", "64KB", "64KiB"): bytes, with binary suffixes.
 absl::StatusOr<size_t> parseSize(const std::string& text);

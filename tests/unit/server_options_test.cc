@@ -394,3 +394,216 @@ TEST(ServerOptionsTest, StatsSwitch) {
 
 }  // namespace
 }  // namespace plexus::server
+
+// Several listeners: --listen ADDR [PLUGIN [KEY=VALUE ...]], repeatable, also in the config file.
+namespace plexus::server {
+namespace {
+
+std::vector<std::string> words(std::string_view text) {
+  auto split = splitListenWords(text);
+  EXPECT_TRUE(split.ok()) << text << ": " << split.status();
+  return split.ok() ? *split : std::vector<std::string>{"(refused)"};
+}
+
+std::string wordsError(std::string_view text) {
+  auto split = splitListenWords(text);
+  EXPECT_FALSE(split.ok()) << text;
+  return split.ok() ? "(accepted)" : std::string(split.status().message());
+}
+
+using Words = std::vector<std::string>;
+
+TEST(ListenWordsTest, SplitsLikeAShell) {
+  EXPECT_EQ(words(""), Words{});
+  EXPECT_EQ(words(" \t "), Words{});
+  EXPECT_EQ(words(":7000"), Words{":7000"});
+  EXPECT_EQ(words("  :7000   echo\t"), (Words{":7000", "echo"}));
+  EXPECT_EQ(words(":7000 p k=v x=a=b"), (Words{":7000", "p", "k=v", "x=a=b"}));
+  // Blanks, commas, colons and '=' inside quotes; the quotes themselves go.
+  EXPECT_EQ(words(":80 http \"route=return:/hello=200 Hello, World!\""),
+            (Words{":80", "http", "route=return:/hello=200 Hello, World!"}));
+  EXPECT_EQ(words(":80 http 'route=return:/hello=200 Hello, World!'"),
+            (Words{":80", "http", "route=return:/hello=200 Hello, World!"}));
+  EXPECT_EQ(words("a=\"b c\"'d e'f"), Words{"a=b cd ef"});
+  // '' and "" are empty words, not nothing.
+  EXPECT_EQ(words("'' \"\""), (Words{"", ""}));
+  EXPECT_EQ(words("k="), Words{"k="});
+  // Single quotes keep everything, backslashes and double quotes included.
+  EXPECT_EQ(words(R"('a\"b\\c')"), Words{R"(a\"b\\c)"});
+  // In double quotes \" and \\ are escapes; any other backslash stays.
+  EXPECT_EQ(words(R"("say \"hi\" \\ \n")"), Words{R"(say "hi" \ \n)"});
+  EXPECT_EQ(words(R"("it's")"), Words{"it's"});
+  // Outside quotes a backslash takes the next character as it is: a blank, a quote.
+  EXPECT_EQ(words(R"(a\ b \'c \\d)"), (Words{"a b", "'c", R"(\d)"}));
+}
+
+TEST(ListenWordsTest, RefusesWhatIsNotClosed) {
+  EXPECT_EQ(wordsError("'abc"), "a ' quote is not closed");
+  EXPECT_EQ(wordsError(":7000 p \"k=v"), "a \" quote is not closed");
+  EXPECT_EQ(wordsError(R"("k=\")"), "a \" quote is not closed");
+  EXPECT_EQ(wordsError("abc\\"), "a backslash ends it");
+}
+
+TEST(ServerOptionsTest, OneListenerWithoutListen) {
+  ServerConfig c = config({});
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "0.0.0.0:9000");
+  EXPECT_EQ(c.listeners[0].plugin, "echo");
+  EXPECT_TRUE(c.listeners[0].plugin_args.empty());
+  EXPECT_EQ(c.listeners[0].spec, "");
+
+  c = config({"--port", "7001", "--plugin", "p", "--plugin-arg", "k=v"});
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "0.0.0.0:7001");
+  EXPECT_EQ(c.listeners[0].plugin, "p");
+  EXPECT_EQ(c.listeners[0].plugin_args, (PluginArgs{{"k", "v"}}));
+
+  // The one-address --listen of before: one listener, on --plugin.
+  c = config({"--listen", "127.0.0.1:7005", "--plugin", "p"});
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "127.0.0.1:7005");
+  EXPECT_EQ(c.listeners[0].plugin, "p");
+  EXPECT_EQ(c.listeners[0].spec, "127.0.0.1:7005");
+  EXPECT_EQ(c.server.listen_address.toIpPort(), "127.0.0.1:7005");
+}
+
+TEST(ServerOptionsTest, SeveralListeners) {
+  ServerConfig c = config({"--listen", ":7000 echo", "--listen",
+                           "127.0.0.1:7001 testproto greeting=hi \"motd=Hello, World!\" x=a:b,c=d",
+                           "--listen", "[::1]:7002 /x/y.so", "--threads", "3"});
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "0.0.0.0:7000");
+  EXPECT_EQ(c.listeners[0].plugin, "echo");
+  EXPECT_TRUE(c.listeners[0].plugin_args.empty());
+  EXPECT_EQ(c.listeners[0].spec, ":7000 echo");
+  EXPECT_EQ(c.listeners[1].address.toIpPort(), "127.0.0.1:7001");
+  EXPECT_EQ(c.listeners[1].plugin, "testproto");
+  EXPECT_EQ(c.listeners[1].plugin_args,
+            (PluginArgs{{"greeting", "hi"}, {"motd", "Hello, World!"}, {"x", "a:b,c=d"}}));
+  EXPECT_EQ(c.listeners[2].address.toIpPort(), "[::1]:7002");
+  EXPECT_EQ(c.listeners[2].plugin, "/x/y.so");
+  EXPECT_TRUE(c.listeners[2].plugin_args.empty());
+  // Shared by all: the first listener's address stands in server.listen_address.
+  EXPECT_EQ(c.server.threads, 3);
+  EXPECT_EQ(c.server.listen_address.toIpPort(), "0.0.0.0:7000");
+
+  // An argument with blanks, '=', ',' and ':' (the http plugin's canned replies), split at its
+  // first '='.
+  c = config({"--listen", ":8080 http \"return:/hello=200 Hello, World!\" root=/srv/www"});
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].plugin, "http");
+  EXPECT_EQ(c.listeners[0].plugin_args,
+            (PluginArgs{{"return:/hello", "200 Hello, World!"}, {"root", "/srv/www"}}));
+  c = config({"--listen", ":8080 http 'return:/a=200 x=y, z'"});
+  EXPECT_EQ(c.listeners[0].plugin_args, (PluginArgs{{"return:/a", "200 x=y, z"}}));
+}
+
+// --port gives its port to a --listen HOST; --plugin and --plugin-arg serve each --listen that
+// names no plugin. Neither makes a listener of its own beside --listen.
+TEST(ServerOptionsTest, ListenWithoutAPluginTakesPluginAndPluginArg) {
+  ServerConfig c = config({"--plugin", "p", "--plugin-arg", "k=v", "--port", "7100", "--listen",
+                           "127.0.0.1", "--listen", ":7101 echo", "--listen", "[::1]:7102"});
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "127.0.0.1:7100");
+  EXPECT_EQ(c.listeners[0].plugin, "p");
+  EXPECT_EQ(c.listeners[0].plugin_args, (PluginArgs{{"k", "v"}}));
+  EXPECT_EQ(c.listeners[1].address.toIpPort(), "0.0.0.0:7101");
+  EXPECT_EQ(c.listeners[1].plugin, "echo");
+  EXPECT_TRUE(c.listeners[1].plugin_args.empty());
+  EXPECT_EQ(c.listeners[2].address.toIpPort(), "[::1]:7102");
+  EXPECT_EQ(c.listeners[2].plugin, "p");
+  EXPECT_EQ(c.listeners[2].plugin_args, (PluginArgs{{"k", "v"}}));
+
+  // A --listen naming echo next to the default --plugin (echo, not given): no conflict.
+  EXPECT_EQ(config({"--listen", ":7103 echo"}).listeners.size(), 1u);
+}
+
+TEST(ServerOptionsTest, ListenErrors) {
+  EXPECT_EQ(error({"--listen", ""}),
+            "empty --listen (expected ADDR [PLUGIN [KEY=VALUE ...]], e.g. ':7000 echo')");
+  EXPECT_EQ(error({"--listen", "  "}),
+            "empty --listen (expected ADDR [PLUGIN [KEY=VALUE ...]], e.g. ':7000 echo')");
+  EXPECT_EQ(error({"--listen", ":7000 p 'k=v"}),
+            "invalid --listen ':7000 p 'k=v': a ' quote is not closed");
+  EXPECT_EQ(error({"--listen", ":7000 p k=v\\"}),
+            "invalid --listen ':7000 p k=v\\': a backslash ends it");
+  EXPECT_EQ(error({"--listen", ":0 echo"}), "invalid port '0' (expected 1-65535)");
+  EXPECT_EQ(error({"--listen", ":70000 echo"}), "invalid port '70000' (expected 1-65535)");
+  EXPECT_EQ(error({"--listen", "[::1 echo"}),
+            "invalid --listen '[::1 echo' (expected HOST:PORT, [IPV6]:PORT, :PORT or HOST)");
+  EXPECT_EQ(error({"--listen", "1.2.3:80 echo"}),
+            "invalid --listen '1.2.3:80 echo': '1.2.3' is not an IPv4 address in dotted-quad "
+            "form (like 127.0.0.1)");
+  EXPECT_EQ(error({"--listen", ":7000 ''"}), "empty plugin in --listen ':7000 '''");
+  EXPECT_EQ(error({"--listen", ":7000 p novalue"}),
+            "invalid plugin argument 'novalue' in --listen ':7000 p novalue' (expected KEY=VALUE)");
+  EXPECT_EQ(error({"--listen", ":7000 p =v"}),
+            "invalid plugin argument '=v' in --listen ':7000 p =v' (expected KEY=VALUE)");
+  EXPECT_EQ(error({"--listen", ":7000 p k=1 k=2"}),
+            "duplicate plugin argument key 'k' in --listen ':7000 p k=1 k=2'");
+  // One address twice, however it is spelled.
+  EXPECT_EQ(error({"--listen", ":7000 echo", "--listen", "0.0.0.0:7000 p"}),
+            "listen address 0.0.0.0:7000 given twice (--listen ':7000 echo' and --listen "
+            "'0.0.0.0:7000 p')");
+  EXPECT_EQ(error({"--port", "7000", "--listen", "127.0.0.1", "--listen", "127.0.0.1:7000 p"}),
+            "listen address 127.0.0.1:7000 given twice (--listen '127.0.0.1' and --listen "
+            "'127.0.0.1:7000 p')");
+  // --plugin or --plugin-arg that no listener takes.
+  EXPECT_EQ(error({"--plugin", "p", "--listen", ":7000 echo"}),
+            "--plugin is not used: every --listen names its own plugin");
+  EXPECT_EQ(error({"--plugin-arg", "k=v", "--listen", ":7000 echo", "--listen", ":7001 p"}),
+            "--plugin-arg is not used: every --listen names its own plugin (give its arguments "
+            "after the plugin in --listen)");
+  // The --plugin-arg errors stay as they were.
+  EXPECT_EQ(error({"--plugin-arg", "novalue", "--listen", ":7000"}),
+            "invalid --plugin-arg 'novalue' (expected KEY=VALUE)");
+}
+
+TEST(ServerOptionsTest, ListenersInTheConfigFile) {
+  ConfigFile file(
+      "threads = 2\n"
+      "plugin = p\n"
+      "plugin-arg = k=v\n"
+      "listen = :7200 echo\n"
+      "listen =   127.0.0.1:7201   testproto \"greeting=Hello, World!\" 'x=a:b'  \n"
+      "listen = [::1]:7202\n");
+  ServerConfig c = config({"--config", file.path()});
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[0].address.toIpPort(), "0.0.0.0:7200");
+  EXPECT_EQ(c.listeners[0].plugin, "echo");
+  EXPECT_TRUE(c.listeners[0].plugin_args.empty());
+  EXPECT_EQ(c.listeners[1].address.toIpPort(), "127.0.0.1:7201");
+  EXPECT_EQ(c.listeners[1].plugin, "testproto");
+  EXPECT_EQ(c.listeners[1].plugin_args,
+            (PluginArgs{{"greeting", "Hello, World!"}, {"x", "a:b"}}));
+  EXPECT_EQ(c.listeners[2].address.toIpPort(), "[::1]:7202");
+  EXPECT_EQ(c.listeners[2].plugin, "p");
+  EXPECT_EQ(c.listeners[2].plugin_args, (PluginArgs{{"k", "v"}}));
+  EXPECT_EQ(c.server.threads, 2);
+
+  // --listen on the command line replaces the file's listeners, as every repeatable option does.
+  ServerConfig d = config({"--config", file.path(), "--listen", ":7300"});
+  ASSERT_EQ(d.listeners.size(), 1u);
+  EXPECT_EQ(d.listeners[0].address.toIpPort(), "0.0.0.0:7300");
+  EXPECT_EQ(d.listeners[0].plugin, "p");
+
+  ConfigFile twice("listen = :7400 echo\nlisten = :7400 echo\n");
+  EXPECT_EQ(error({"--config", twice.path()}),
+            "listen address 0.0.0.0:7400 given twice (--listen ':7400 echo' and --listen ':7400 "
+            "echo')");
+  ConfigFile open_quote("listen = :7400 p 'k=v\n");
+  EXPECT_EQ(error({"--config", open_quote.path()}),
+            "invalid --listen ':7400 p 'k=v': a ' quote is not closed");
+}
+
+TEST(ServerOptionsTest, HelpShowsTheListenerForm) {
+  auto help = parse({"--help"});
+  ASSERT_TRUE(help.ok()) << help.status();
+  const std::string& text = help->text;
+  EXPECT_NE(text.find("--listen ADDR [PLUGIN [KEY=VALUE ...]]"), std::string::npos) << text;
+  EXPECT_NE(text.find("plexus-server --listen ':7000 echo' --listen"), std::string::npos) << text;
+  EXPECT_NE(text.find("'listen = :7000 echo'"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace plexus::server

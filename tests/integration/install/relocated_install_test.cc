@@ -5,7 +5,8 @@
 //   lib dir named as GNUInstallDirs names it) wherever the prefix went, and never the build tree's.
 // - A plugin project outside the source tree builds against the moved prefix with
 //   find_package(plexus) and plexus_add_plugin, even when it asks for C++14, and the installed
-//   server serves it.
+//   server serves it; its unit test, linked with the installed plexus::testing (the in-memory
+//   plugin harness), builds and passes.
 //
 // Every step is a real process (cmake, plexus-server) and every check goes over a loopback socket.
 
@@ -192,6 +193,7 @@ TEST_F(RelocatedInstallTest, BuildsAnOutOfTreePluginAndServesIt) {
     const std::string flags = "-fsanitize=" PLEXUS_SANITIZE;
     configure.push_back("-DCMAKE_CXX_FLAGS=" + flags);
     configure.push_back("-DCMAKE_MODULE_LINKER_FLAGS=" + flags);
+    configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=" + flags);
   }
   if (std::string(PLEXUS_CXX_LAUNCHER).size() > 0) {
     configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=" PLEXUS_CXX_LAUNCHER);
@@ -199,6 +201,11 @@ TEST_F(RelocatedInstallTest, BuildsAnOutOfTreePluginAndServesIt) {
   ASSERT_NO_FATAL_FAILURE(run(configure));
   ASSERT_NO_FATAL_FAILURE(run({PLEXUS_CMAKE_COMMAND, "--build", build.string()}));
   ASSERT_TRUE(fs::is_regular_file(build / "upper.so"));  // NAME.so, no "lib" in front
+
+  // Its unit test, against the installed plexus::testing (GoogleTest is installed wherever Plexus's
+  // own tests build), loads the plugin in memory and passes.
+  ASSERT_TRUE(fs::is_regular_file(build / "upper_test")) << "plexus::testing consumer not built";
+  ASSERT_NO_FATAL_FAILURE(run({(build / "upper_test").string()}));
 
   const std::string text = "Hello, plugin World! 123\n";
   const std::string upper = "HELLO, PLUGIN WORLD! 123\n";
