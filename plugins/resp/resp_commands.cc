@@ -18,13 +18,16 @@ using reply::error;
 using reply::integer;
 using reply::nullBulk;
 
-constexpr std::string_view kWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value";
+constexpr std::string_view kWrongType =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
 constexpr std::string_view kNotInt = "ERR value is not an integer or out of range";
 constexpr std::string_view kOverflow = "ERR increment or decrement would overflow";
 constexpr std::string_view kSyntax = "ERR syntax error";
 constexpr size_t kMaxStringSize = 512ull * 1024 * 1024;
 
-bool eqNoCase(std::string_view a, std::string_view b) { return absl::EqualsIgnoreCase(av(a), av(b)); }
+bool eqNoCase(std::string_view a, std::string_view b) {
+  return absl::EqualsIgnoreCase(av(a), av(b));
+}
 
 void wrongArity(std::string& out, std::string_view name) {
   error(out, absl::StrCat("ERR wrong number of arguments for '", av(name), "' command"));
@@ -144,7 +147,8 @@ void cmdHello(Ctx& c) {
   }
   if (has_setname) {
     if (!validClientName(setname)) {
-      return error(c.out, "ERR Client names cannot contain spaces, newlines or special characters.");
+      return error(c.out,
+                   "ERR Client names cannot contain spaces, newlines or special characters.");
     }
     c.client.name = std::string(setname);
   }
@@ -178,7 +182,8 @@ void cmdCommand(Ctx& c) {
     for (size_t i = 2; i < c.args.size(); ++i) reply::nullArray(c.out);
     return;
   }
-  error(c.out, absl::StrCat("ERR unknown subcommand '", av(sub.substr(0, 128)), "'. Try COMMAND HELP."));
+  error(c.out,
+        absl::StrCat("ERR unknown subcommand '", av(sub.substr(0, 128)), "'. Try COMMAND HELP."));
 }
 
 void cmdClient(Ctx& c) {
@@ -186,7 +191,8 @@ void cmdClient(Ctx& c) {
   if (eqNoCase(sub, "SETNAME")) {
     if (c.args.size() != 3) return wrongArity(c.out, "client|setname");
     if (!validClientName(c.args[2])) {
-      return error(c.out, "ERR Client names cannot contain spaces, newlines or special characters.");
+      return error(c.out,
+                   "ERR Client names cannot contain spaces, newlines or special characters.");
     }
     c.client.name = std::string(c.args[2]);
     return reply::ok(c.out);
@@ -204,7 +210,8 @@ void cmdClient(Ctx& c) {
     if (c.args.size() != 2) return wrongArity(c.out, "client|id");
     return integer(c.out, static_cast<int64_t>(c.client.id));
   }
-  error(c.out, absl::StrCat("ERR unknown subcommand '", av(sub.substr(0, 128)), "'. Try CLIENT HELP."));
+  error(c.out,
+        absl::StrCat("ERR unknown subcommand '", av(sub.substr(0, 128)), "'. Try CLIENT HELP."));
 }
 
 // --- key space ---
@@ -245,9 +252,12 @@ void cmdExists(Ctx& c) {
 
 const char* typeName(ValueType t) {
   switch (t) {
-    case ValueType::kString: return "string";
-    case ValueType::kList: return "list";
-    case ValueType::kHash: return "hash";
+    case ValueType::kString:
+      return "string";
+    case ValueType::kList:
+      return "list";
+    case ValueType::kHash:
+      return "hash";
   }
   return "none";
 }
@@ -314,7 +324,8 @@ void cmdScan(Ctx& c) {
   }
   reply::array(c.out, 2);
   char buf[24];
-  bulk(c.out, std::string_view(buf, static_cast<size_t>(absl::numbers_internal::FastIntToBuffer(next, buf) - buf)));
+  bulk(c.out, std::string_view(buf, static_cast<size_t>(
+                                        absl::numbers_internal::FastIntToBuffer(next, buf) - buf)));
   reply::array(c.out, keys.size());
   for (std::string_view k : keys) bulk(c.out, k);
 }
@@ -326,11 +337,16 @@ void expireGeneric(Ctx& c, bool seconds, const char* name) {
   bool nx = false, xx = false, gt = false, lt = false;
   for (size_t j = 3; j < c.args.size(); ++j) {
     const std::string_view o = c.args[j];
-    if (eqNoCase(o, "NX")) nx = true;
-    else if (eqNoCase(o, "XX")) xx = true;
-    else if (eqNoCase(o, "GT")) gt = true;
-    else if (eqNoCase(o, "LT")) lt = true;
-    else return error(c.out, absl::StrCat("ERR Unsupported option ", av(o)));
+    if (eqNoCase(o, "NX"))
+      nx = true;
+    else if (eqNoCase(o, "XX"))
+      xx = true;
+    else if (eqNoCase(o, "GT"))
+      gt = true;
+    else if (eqNoCase(o, "LT"))
+      lt = true;
+    else
+      return error(c.out, absl::StrCat("ERR Unsupported option ", av(o)));
   }
   if (nx && (xx || gt || lt)) {
     return error(c.out, "ERR NX and XX, GT or LT options at the same time are not compatible");
@@ -350,8 +366,8 @@ void expireGeneric(Ctx& c, bool seconds, const char* name) {
   Entry* e = db.find(c.args[1], now);
   if (e == nullptr) return integer(c.out, 0);
   const int64_t current = db.expireAt(*e);  // -1: none
-  if ((nx && current != -1) || (xx && current == -1) || (gt && (current == -1 || when <= current)) ||
-      (lt && current != -1 && when >= current)) {
+  if ((nx && current != -1) || (xx && current == -1) ||
+      (gt && (current == -1 || when <= current)) || (lt && current != -1 && when >= current)) {
     return integer(c.out, 0);
   }
   if (when <= now) {
@@ -409,7 +425,8 @@ void cmdGet(Ctx& c) {
 }
 
 // Sets key to value, dropping any TTL unless keep_ttl.
-Entry* setKey(Db& db, Entry* existing, std::string_view key, std::string_view value, bool keep_ttl) {
+Entry* setKey(Db& db, Entry* existing, std::string_view key, std::string_view value,
+              bool keep_ttl) {
   if (existing == nullptr) return db.insert(Entry(key, value));
   if (existing->type() != ValueType::kString) {
     db.erase(key);
@@ -421,7 +438,16 @@ Entry* setKey(Db& db, Entry* existing, std::string_view key, std::string_view va
 }
 
 void cmdSet(Ctx& c) {
-  enum : unsigned { kNx = 1, kXx = 2, kGet = 4, kKeepTtl = 8, kEx = 16, kPx = 32, kExAt = 64, kPxAt = 128 };
+  enum : unsigned {
+    kNx = 1,
+    kXx = 2,
+    kGet = 4,
+    kKeepTtl = 8,
+    kEx = 16,
+    kPx = 32,
+    kExAt = 64,
+    kPxAt = 128
+  };
   constexpr unsigned kExpireFlags = kEx | kPx | kExAt | kPxAt;
   unsigned flags = 0;
   std::string_view expire_arg;
@@ -437,8 +463,12 @@ void cmdSet(Ctx& c) {
     } else if (eqNoCase(o, "KEEPTTL") && !(flags & kExpireFlags)) {
       flags |= kKeepTtl;
     } else if (!(flags & (kExpireFlags | kKeepTtl)) && has_next &&
-               (eqNoCase(o, "EX") || eqNoCase(o, "PX") || eqNoCase(o, "EXAT") || eqNoCase(o, "PXAT"))) {
-      flags |= eqNoCase(o, "EX") ? kEx : eqNoCase(o, "PX") ? kPx : eqNoCase(o, "EXAT") ? kExAt : kPxAt;
+               (eqNoCase(o, "EX") || eqNoCase(o, "PX") || eqNoCase(o, "EXAT") ||
+                eqNoCase(o, "PXAT"))) {
+      flags |= eqNoCase(o, "EX")     ? kEx
+               : eqNoCase(o, "PX")   ? kPx
+               : eqNoCase(o, "EXAT") ? kExAt
+                                     : kPxAt;
       expire_arg = c.args[++j];
     } else {
       return error(c.out, kSyntax);
@@ -449,7 +479,8 @@ void cmdSet(Ctx& c) {
   if (flags & kExpireFlags) {
     if (!parseInt64(expire_arg, &when)) return error(c.out, kNotInt);
     constexpr std::string_view kInvalid = "ERR invalid expire time in 'set' command";
-    if (when <= 0 || ((flags & (kEx | kExAt)) && when > INT64_MAX / 1000)) return error(c.out, kInvalid);
+    if (when <= 0 || ((flags & (kEx | kExAt)) && when > INT64_MAX / 1000))
+      return error(c.out, kInvalid);
     if (flags & (kEx | kExAt)) when *= 1000;
     if (flags & (kEx | kPx)) {
       if (when > INT64_MAX - now) return error(c.out, kInvalid);
@@ -460,8 +491,10 @@ void cmdSet(Ctx& c) {
   Entry* e = db.find(c.args[1], now);
   if (flags & kGet) {
     if (e != nullptr && e->type() != ValueType::kString) return error(c.out, kWrongType);
-    if (e == nullptr) nullBulk(c.out);
-    else replyString(c.out, *e);
+    if (e == nullptr)
+      nullBulk(c.out);
+    else
+      replyString(c.out, *e);
   }
   if (((flags & kNx) && e != nullptr) || ((flags & kXx) && e == nullptr)) {
     if (!(flags & kGet)) nullBulk(c.out);
@@ -469,8 +502,10 @@ void cmdSet(Ctx& c) {
   }
   e = setKey(db, e, c.args[1], c.args[2], flags & kKeepTtl);
   if (flags & kExpireFlags) {
-    if (when <= now) db.erase(c.args[1]);  // EXAT/PXAT in the past
-    else db.setExpire(e, when);
+    if (when <= now)
+      db.erase(c.args[1]);  // EXAT/PXAT in the past
+    else
+      db.setExpire(e, when);
   }
   if (!(flags & kGet)) reply::ok(c.out);
 }
@@ -479,8 +514,10 @@ void cmdGetset(Ctx& c) {
   Db& db = c.ks.dbFor(c.args[1]);
   Entry* e;
   if (!lookupString(c, db, c.args[1], &e)) return;
-  if (e == nullptr) nullBulk(c.out);
-  else replyString(c.out, *e);
+  if (e == nullptr)
+    nullBulk(c.out);
+  else
+    replyString(c.out, *e);
   setKey(db, e, c.args[1], c.args[2], false);
 }
 
@@ -489,8 +526,10 @@ void cmdMget(Ctx& c) {
   reply::array(c.out, c.args.size() - 1);
   for (size_t i = 1; i < c.args.size(); ++i) {
     Entry* e = c.ks.dbFor(c.args[i]).find(c.args[i], now);
-    if (e == nullptr || e->type() != ValueType::kString) nullBulk(c.out);
-    else replyString(c.out, *e);
+    if (e == nullptr || e->type() != ValueType::kString)
+      nullBulk(c.out);
+    else
+      replyString(c.out, *e);
   }
 }
 
@@ -510,7 +549,8 @@ void incrBy(Ctx& c, int64_t by, bool decrement_check = false) {
   if (!lookupString(c, db, c.args[1], &e)) return;
   int64_t value = 0;
   if (e != nullptr && !e->intValue(&value)) return error(c.out, kNotInt);
-  if ((by < 0 && value < 0 && by < INT64_MIN - value) || (by > 0 && value > 0 && by > INT64_MAX - value)) {
+  if ((by < 0 && value < 0 && by < INT64_MIN - value) ||
+      (by > 0 && value > 0 && by > INT64_MAX - value)) {
     return error(c.out, kOverflow);
   }
   value += by;
@@ -581,8 +621,10 @@ void pushGeneric(Ctx& c, bool left) {
   if (e == nullptr) e = db.insert(Entry(c.args[1], ValueType::kList));
   List& l = e->list();
   for (size_t i = 2; i < c.args.size(); ++i) {
-    if (left) l.emplace_front(c.args[i]);
-    else l.emplace_back(c.args[i]);
+    if (left)
+      l.emplace_front(c.args[i]);
+    else
+      l.emplace_back(c.args[i]);
   }
   integer(c.out, static_cast<int64_t>(l.size()));
 }
@@ -672,8 +714,10 @@ void cmdHset(Ctx& c) {
   int64_t created = 0;
   for (size_t i = 2; i + 1 < c.args.size(); i += 2) {
     auto [it, inserted] = h.try_emplace(c.args[i], c.args[i + 1]);
-    if (inserted) ++created;
-    else it->second.assign(c.args[i + 1].data(), c.args[i + 1].size());
+    if (inserted)
+      ++created;
+    else
+      it->second.assign(c.args[i + 1].data(), c.args[i + 1].size());
   }
   integer(c.out, created);
 }
@@ -740,7 +784,8 @@ void cmdHincrby(Ctx& c) {
       return error(c.out, "ERR hash value is not an integer");
     }
   }
-  if ((by < 0 && value < 0 && by < INT64_MIN - value) || (by > 0 && value > 0 && by > INT64_MAX - value)) {
+  if ((by < 0 && value < 0 && by < INT64_MIN - value) ||
+      (by > 0 && value > 0 && by > INT64_MAX - value)) {
     return error(c.out, kOverflow);
   }
   value += by;

@@ -202,7 +202,8 @@ Hash& Entry::hash() { return *std::get<std::unique_ptr<Hash>>(box()->value); }
 Entry* Db::find(std::string_view key, int64_t now_ms) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return nullptr;
-  Entry& e = const_cast<Entry&>(*it);  // the key part never changes; the hash depends on nothing else
+  Entry& e =
+      const_cast<Entry&>(*it);  // the key part never changes; the hash depends on nothing else
   if (e.hasTtl() && expireAt(e) <= now_ms) {
     dropTtl(key);
     entries_.erase(it);

@@ -64,9 +64,7 @@ class Entry {
   std::string_view key() const;
   ValueType type() const;
   bool hasTtl() const { return bytes_[1] & kHasTtl; }
-  void setHasTtl(bool on) {
-    bytes_[1] = on ? (bytes_[1] | kHasTtl) : (bytes_[1] & ~kHasTtl);
-  }
+  void setHasTtl(bool on) { bytes_[1] = on ? (bytes_[1] | kHasTtl) : (bytes_[1] & ~kHasTtl); }
 
   // Strings. The value as bytes: for an integer, formatted into `scratch` (>= 21 bytes).
   std::string_view stringValue(char* scratch) const;

@@ -21,10 +21,20 @@ bool parseSize(std::string_view s, uint64_t* out) {
   uint64_t mult = 1;
   if (!s.empty()) {
     switch (s.back()) {
-      case 'k': case 'K': mult = 1024; break;
-      case 'm': case 'M': mult = 1024 * 1024; break;
-      case 'g': case 'G': mult = 1024ull * 1024 * 1024; break;
-      default: break;
+      case 'k':
+      case 'K':
+        mult = 1024;
+        break;
+      case 'm':
+      case 'M':
+        mult = 1024 * 1024;
+        break;
+      case 'g':
+      case 'G':
+        mult = 1024ull * 1024 * 1024;
+        break;
+      default:
+        break;
     }
     if (mult != 1) s.remove_suffix(1);
   }
@@ -46,7 +56,9 @@ struct Flights {
 class RespHandler final : public ProtocolHandler {
  public:
   RespHandler(RespFactory& factory, const LoopInfo& loop, uint64_t id)
-      : store_(factory.store()), parser_(factory.options().limits), loop_index_(loop.index),
+      : store_(factory.store()),
+        parser_(factory.options().limits),
+        loop_index_(loop.index),
         flights_(std::make_shared<Flights>()) {
     client_.id = id;
     flights_->origin = loop.loop;
@@ -272,17 +284,24 @@ RespOptions parseOptions(const PluginArgs& args) {
   for (const auto& [key, value] : args) {
     uint64_t n = 0;
     if (key == "store") {
-      if (value == "striped") o.sharded = false;
-      else if (value == "sharded") o.sharded = true;
-      else throw std::invalid_argument("resp: store must be 'striped' or 'sharded', got '" + value + "'");
+      if (value == "striped")
+        o.sharded = false;
+      else if (value == "sharded")
+        o.sharded = true;
+      else
+        throw std::invalid_argument("resp: store must be 'striped' or 'sharded', got '" + value +
+                                    "'");
     } else if (key == "max-inline" || key == "max-bulk" || key == "max-multibulk") {
       if (!parseSize(value, &n)) {
-        throw std::invalid_argument("resp: " + key + " must be a positive size (K, M, G suffixes), got '" +
-                                    value + "'");
+        throw std::invalid_argument(
+            "resp: " + key + " must be a positive size (K, M, G suffixes), got '" + value + "'");
       }
-      if (key == "max-inline") o.limits.max_inline = n;
-      else if (key == "max-bulk") o.limits.max_bulk = n;
-      else o.limits.max_multibulk = n;
+      if (key == "max-inline")
+        o.limits.max_inline = n;
+      else if (key == "max-bulk")
+        o.limits.max_bulk = n;
+      else
+        o.limits.max_multibulk = n;
     } else {
       throw std::invalid_argument("resp: unknown argument '" + key +
                                   "' (known: store, max-inline, max-bulk, max-multibulk)");
@@ -292,8 +311,10 @@ RespOptions parseOptions(const PluginArgs& args) {
 }
 
 RespFactory::RespFactory(const PluginArgs& args, Clock clock) : options_(parseOptions(args)) {
-  if (options_.sharded) store_ = std::make_unique<ShardedStore>(std::move(clock));
-  else store_ = std::make_unique<StripedStore>(std::move(clock));
+  if (options_.sharded)
+    store_ = std::make_unique<ShardedStore>(std::move(clock));
+  else
+    store_ = std::make_unique<StripedStore>(std::move(clock));
 }
 
 std::unique_ptr<ProtocolHandler> RespFactory::newHandler(const LoopInfo& loop) {

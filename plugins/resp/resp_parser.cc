@@ -65,8 +65,8 @@ RespParser::Status RespParser::fail(std::string_view message) {
   return Status::kError;
 }
 
-int RespParser::readHeaderNumber(std::string_view input, size_t pos, bool* parsed,
-                                 long long* value, size_t* next) const {
+int RespParser::readHeaderNumber(std::string_view input, size_t pos, bool* parsed, long long* value,
+                                 size_t* next) const {
   // As networking.c: look for the '\r' first; a line longer than max_inline is refused whether or
   // not its end has come.
   const size_t cr = input.find('\r', pos);
@@ -238,17 +238,29 @@ bool RespParser::splitInline(std::string_view line) {
         if (i == line.size()) return false;
         if (line[i] == '\\' && i + 3 < line.size() + 0 && line[i + 1] == 'x' &&
             hexValue(line[i + 2]) >= 0 && hexValue(line[i + 3]) >= 0) {
-          inline_storage_.push_back(static_cast<char>(hexValue(line[i + 2]) * 16 + hexValue(line[i + 3])));
+          inline_storage_.push_back(
+              static_cast<char>(hexValue(line[i + 2]) * 16 + hexValue(line[i + 3])));
           i += 4;
         } else if (line[i] == '\\' && i + 1 < line.size()) {
           char c = line[i + 1];
           switch (c) {
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'b': c = '\b'; break;
-            case 'a': c = '\a'; break;
-            default: break;
+            case 'n':
+              c = '\n';
+              break;
+            case 'r':
+              c = '\r';
+              break;
+            case 't':
+              c = '\t';
+              break;
+            case 'b':
+              c = '\b';
+              break;
+            case 'a':
+              c = '\a';
+              break;
+            default:
+              break;
           }
           inline_storage_.push_back(c);
           i += 2;
@@ -291,7 +303,8 @@ bool RespParser::splitInline(std::string_view line) {
     }
     spans.emplace_back(start, inline_storage_.size() - start);
   }
-  for (const auto& [off, len] : spans) args_.push_back(std::string_view(inline_storage_).substr(off, len));
+  for (const auto& [off, len] : spans)
+    args_.push_back(std::string_view(inline_storage_).substr(off, len));
   return true;
 }
 

@@ -20,9 +20,9 @@
 namespace plexus::resp {
 
 struct ParserLimits {
-  size_t max_inline = 64 * 1024;             // an inline command, or a `*`/`$` header line
-  size_t max_bulk = 512ull * 1024 * 1024;    // one argument (`$` length)
-  size_t max_multibulk = 1024 * 1024;        // arguments in one command (`*` count)
+  size_t max_inline = 64 * 1024;           // an inline command, or a `*`/`$` header line
+  size_t max_bulk = 512ull * 1024 * 1024;  // one argument (`$` length)
+  size_t max_multibulk = 1024 * 1024;      // arguments in one command (`*` count)
 };
 
 class RespParser {
@@ -66,8 +66,8 @@ class RespParser {
 
   ParserLimits limits_;
   State state_ = State::kStart;
-  size_t cmd_start_ = 0;   // where the current command begins in the input
-  size_t pos_ = 0;         // how far the current command has been read (absolute in input)
+  size_t cmd_start_ = 0;     // where the current command begins in the input
+  size_t pos_ = 0;           // how far the current command has been read (absolute in input)
   long long remaining_ = 0;  // arguments still to come (multibulk)
   long long bulk_len_ = 0;   // length of the argument being read
   struct Span {

@@ -50,9 +50,8 @@ size_t Store::activeExpireCycle(size_t loop_index, size_t loops) {
 void Store::onLoopStart(const LoopInfo& loop) {
   if (loop.loop == nullptr) return;  // (an in-memory harness: no loop to time)
   const size_t index = loop.index, count = loop.count;
-  const TimerId id = loop.loop->runEvery(kExpireInterval, [this, index, count] {
-    activeExpireCycle(index, count);
-  });
+  const TimerId id = loop.loop->runEvery(kExpireInterval,
+                                         [this, index, count] { activeExpireCycle(index, count); });
   absl::MutexLock lock(&timers_mu_);
   timers_.emplace_back(loop.loop, id);
 }

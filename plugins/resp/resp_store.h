@@ -95,7 +95,9 @@ class ShardedStore final : public Store {
   void onLoopStart(const LoopInfo& loop) override;
   void onLoopStop(const LoopInfo& loop) override;
   bool runOnOwner(size_t shard, size_t from, std::function<void()> fn) override;
-  bool isRemote(size_t shard, size_t from) const override { return shard != from && shards_.size() > 1; }
+  bool isRemote(size_t shard, size_t from) const override {
+    return shard != from && shards_.size() > 1;
+  }
   const char* name() const override { return "sharded"; }
 
  private:

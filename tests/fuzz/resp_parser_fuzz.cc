@@ -46,7 +46,8 @@ void fuzzParser(std::string_view data) {
       }
       check(parser.consumed() <= input.size() && !parser.args().empty());
       for (std::string_view a : parser.args()) {
-        const bool in_input = a.data() >= input.data() && a.data() + a.size() <= input.data() + input.size();
+        const bool in_input =
+            a.data() >= input.data() && a.data() + a.size() <= input.data() + input.size();
         check(in_input || a.size() <= limits.max_inline);  // (unescaped inline arguments)
       }
       input.erase(0, parser.consumed());
@@ -59,8 +60,10 @@ std::string runPlugin(std::string_view data, bool bytewise, bool* closed) {
   auto factory = std::make_shared<plexus::resp::RespFactory>(args, [] { return int64_t{1000000}; });
   plexus::testing::PluginHarness harness(factory);
   plexus::testing::EmbeddedConnection& c = harness.connect();
-  if (bytewise) c.feedBytewise(data);
-  else c.feed(data);
+  if (bytewise)
+    c.feedBytewise(data);
+  else
+    c.feed(data);
   *closed = c.closed();
   check(!c.aborted());  // nothing the plugin does may throw
   return c.takeOutput();

@@ -65,7 +65,8 @@ std::vector<std::string> randomSplit(const std::string& s, uint32_t seed) {
 }
 
 // The same result whole, byte by byte and in random pieces.
-void expectEverySplit(const std::string& input, const Cmds& commands, const std::string& error = "") {
+void expectEverySplit(const std::string& input, const Cmds& commands,
+                      const std::string& error = "") {
   std::vector<std::vector<std::string>> ways = {{input}, bytewise(input)};
   for (uint32_t seed = 1; seed <= 20; ++seed) ways.push_back(randomSplit(input, seed));
   for (const auto& way : ways) {
@@ -123,7 +124,8 @@ TEST(RespParserTest, ProtocolErrorsHaveRedisReplies) {
   };
   for (const Case& c : cases) expectEverySplit(c.input, {}, c.reply);
   // The commands before the bad one still run.
-  expectEverySplit("PING\r\n*x\r\n", {{"PING"}}, "-ERR Protocol error: invalid multibulk length\r\n");
+  expectEverySplit("PING\r\n*x\r\n", {{"PING"}},
+                   "-ERR Protocol error: invalid multibulk length\r\n");
 }
 
 TEST(RespParserTest, LinesLongerThanTheInlineLimitAreRefused) {
@@ -150,7 +152,8 @@ TEST(RespParserTest, ConfiguredBulkAndCountLimits) {
   EXPECT_EQ(run({"*1\r\n$11\r\n"}, limits).error, "-ERR Protocol error: invalid bulk length\r\n");
   EXPECT_EQ(run({"*1\r\n$10\r\n0123456789\r\n"}, limits).commands, (Cmds{{"0123456789"}}));
   EXPECT_EQ(run({"*4\r\n"}, limits).error, "-ERR Protocol error: invalid multibulk length\r\n");
-  EXPECT_EQ(run({"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"}, limits).commands, (Cmds{{"a", "b", "c"}}));
+  EXPECT_EQ(run({"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"}, limits).commands,
+            (Cmds{{"a", "b", "c"}}));
 }
 
 TEST(RespParserTest, DeclaredLengthsAreNotAllocatedBeforeTheBytesCome) {

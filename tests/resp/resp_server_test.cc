@@ -51,12 +51,13 @@ class RespServer {
   }
   bool waitUntilAccepting() {
     return waitUntil([this] {
-      if (child_.wait(milliseconds(0)) != -1) return true;  // exited: fail below
-      int fd = connectBlocking(address());
-      if (fd < 0) return false;
-      ::close(fd);
-      return true;
-    }) && child_.wait(milliseconds(0)) == -1;
+             if (child_.wait(milliseconds(0)) != -1) return true;  // exited: fail below
+             int fd = connectBlocking(address());
+             if (fd < 0) return false;
+             ::close(fd);
+             return true;
+           }) &&
+           child_.wait(milliseconds(0)) == -1;
   }
   InetAddress address() const { return InetAddress(port_, /*loopback_only=*/true); }
   uint16_t port() const { return port_; }
@@ -109,7 +110,8 @@ TEST_P(RespServerTest, RepliesByteExactOverASocket) {
 
 TEST_P(RespServerTest, ProtocolErrorRepliesThenCloses) {
   for (const auto& [request, reply] : std::vector<std::pair<std::string, std::string>>{
-           {"PING\r\n*3000000000\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"},
+           {"PING\r\n*3000000000\r\n",
+            "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"},
            {"*1\r\n$blabla\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
            {"set \"a\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"},
            {"*1\r\nx\r\n", "-ERR Protocol error: expected '$', got 'x'\r\n"}}) {
@@ -136,7 +138,8 @@ TEST_P(RespServerTest, PipelinedWritesAreSeenInOrderAcrossLoops) {
     const std::string v = absl::StrCat("v", i);
     absl::StrAppend(&mget_reply, "$", v.size(), "\r\n", v, "\r\n");
   }
-  absl::StrAppend(&request, mget, "\r\nDBSIZE\r\nMULTI\r\nINCR n\r\nINCR n\r\nGET k7\r\nEXEC\r\nGET n\r\n");
+  absl::StrAppend(&request, mget,
+                  "\r\nDBSIZE\r\nMULTI\r\nINCR n\r\nINCR n\r\nGET k7\r\nEXEC\r\nGET n\r\n");
   absl::StrAppend(&expected, mget_reply, ":100\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n",
                   "*3\r\n:1\r\n:2\r\n$2\r\nv7\r\n$1\r\n2\r\n");
   EXPECT_EQ(roundTrip(server_->address(), request, expected.size()), expected);
@@ -175,7 +178,8 @@ TEST_P(RespServerTest, ConcurrentIncrementsFromManyConnectionsAllCount) {
 }
 
 TEST_P(RespServerTest, RedisCliCommandsPipeAndSession) {
-  if (!executable(kRedisCli)) GTEST_SKIP() << "redis-cli is not installed (apt-get install redis-tools)";
+  if (!executable(kRedisCli))
+    GTEST_SKIP() << "redis-cli is not installed (apt-get install redis-tools)";
   auto cli = [&](std::vector<std::string> args, const std::string& input) {
     args.insert(args.begin(), {kRedisCli, "-p", port()});
     Child c = Child::spawn(args);
@@ -186,11 +190,14 @@ TEST_P(RespServerTest, RedisCliCommandsPipeAndSession) {
   EXPECT_EQ(o.out, "PONG\n");
   EXPECT_EQ(cli({"SET", "greeting", "hello world"}, "").out, "OK\n");
   EXPECT_EQ(cli({"GET", "greeting"}, "").out, "hello world\n");
-  EXPECT_EQ(cli({"--no-raw", "INCR", "greeting"}, "").out, "(error) ERR value is not an integer or out of range\n");
+  EXPECT_EQ(cli({"--no-raw", "INCR", "greeting"}, "").out,
+            "(error) ERR value is not an integer or out of range\n");
 
   // --pipe: raw protocol on stdin, a summary at the end.
   std::string pipe_input;
-  for (int i = 0; i < 1000; ++i) absl::StrAppend(&pipe_input, "*3\r\n$5\r\nRPUSH\r\n$4\r\npipe\r\n$", std::to_string(i).size(), "\r\n", i, "\r\n");
+  for (int i = 0; i < 1000; ++i)
+    absl::StrAppend(&pipe_input, "*3\r\n$5\r\nRPUSH\r\n$4\r\npipe\r\n$", std::to_string(i).size(),
+                    "\r\n", i, "\r\n");
   o = cli({"--pipe"}, pipe_input);
   EXPECT_EQ(o.status, 0) << o.err;
   EXPECT_NE(o.out.find("errors: 0, replies: 1000"), std::string::npos) << o.out;
@@ -200,14 +207,17 @@ TEST_P(RespServerTest, RedisCliCommandsPipeAndSession) {
   // redis-server, redis-cli prints an empty line after an error.
   o = cli({}, "set a 1\nincr a\nget a\nlpush a x\nhset h f v\nhgetall h\nquit\n");
   EXPECT_EQ(o.status, 0) << o.err;
-  EXPECT_EQ(o.out, "OK\n2\n2\nWRONGTYPE Operation against a key holding the wrong kind of value\n\n1\nf\nv\n");
+  EXPECT_EQ(
+      o.out,
+      "OK\n2\n2\nWRONGTYPE Operation against a key holding the wrong kind of value\n\n1\nf\nv\n");
 }
 
 TEST_P(RespServerTest, RedisBenchmarkCompletes) {
-  if (!executable(kRedisBenchmark)) GTEST_SKIP() << "redis-benchmark is not installed (apt-get install redis-tools)";
+  if (!executable(kRedisBenchmark))
+    GTEST_SKIP() << "redis-benchmark is not installed (apt-get install redis-tools)";
   for (const char* pipeline : {"1", "16"}) {
-    Child c = Child::spawn({kRedisBenchmark, "-p", port(), "-q", "-n", "20000", "-c", "50", "-P", pipeline,
-                            "-t", "ping,set,get,incr,lpush,hset"});
+    Child c = Child::spawn({kRedisBenchmark, "-p", port(), "-q", "-n", "20000", "-c", "50", "-P",
+                            pipeline, "-t", "ping,set,get,incr,lpush,hset"});
     auto o = child::communicate(c, "", milliseconds(240000));
     ASSERT_EQ(o.status, 0) << o.err;
     std::string out = o.out;
@@ -230,10 +240,13 @@ TEST_P(RespServerTest, RedisBenchmarkCompletes) {
 }
 
 TEST_P(RespServerTest, PythonClientStringsListsHashesExpiryPipelineTransaction) {
-  if (!pythonHasRedis()) GTEST_SKIP() << "/usr/bin/python3 with the redis module is missing (apt-get install python3-redis)";
+  if (!pythonHasRedis())
+    GTEST_SKIP()
+        << "/usr/bin/python3 with the redis module is missing (apt-get install python3-redis)";
   const std::string script = absl::StrCat(R"PY(
 import redis, sys
-r = redis.Redis(host="127.0.0.1", port=)PY", port(), R"PY(, decode_responses=True)
+r = redis.Redis(host="127.0.0.1", port=)PY",
+                                          port(), R"PY(, decode_responses=True)
 assert r.ping() is True
 assert r.set("s", "v") is True
 assert r.get("s") == "v"
