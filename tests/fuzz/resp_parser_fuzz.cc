@@ -2,15 +2,18 @@
 // store) through the in-memory harness.
 //
 // Checks: the parser never claims bytes it was not given and its arguments lie inside the input;
-// the plugin gives the same bytes back whether the input comes whole or one byte at a time, and
-// closes the connection in both cases or in neither.
+// the plugin gives the same replies whether the input comes whole or one byte at a time (the same
+// lines, in any order: KEYS, SCAN and HGETALL list a hash table, whose order Abseil varies from one
+// table to the next in debug builds), and closes the connection in both cases or in neither.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "plexus/testing/plugin_harness.h"
 #include "resp_handler.h"
@@ -69,6 +72,18 @@ std::string runPlugin(std::string_view data, bool bytewise, bool* closed) {
   return c.takeOutput();
 }
 
+std::vector<std::string_view> lines(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t nl = s.find('\n'); nl != std::string_view::npos; nl = s.find('\n', start)) {
+    out.push_back(s.substr(start, nl + 1 - start));
+    start = nl + 1;
+  }
+  out.push_back(s.substr(start));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
@@ -77,7 +92,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   bool closed_whole = false, closed_bytewise = false;
   const std::string whole = runPlugin(data, false, &closed_whole);
   const std::string bytewise = runPlugin(data, true, &closed_bytewise);
-  check(whole == bytewise);
+  check(whole.size() == bytewise.size());
+  check(lines(whole) == lines(bytewise));
   check(closed_whole == closed_bytewise);
   return 0;
 }
