@@ -177,6 +177,21 @@ TEST_P(RespServerTest, ConcurrentIncrementsFromManyConnectionsAllCount) {
   EXPECT_EQ(roundTrip(server_->address(), "GET counter\r\n", expected.size()), expected);
 }
 
+TEST_P(RespServerTest, ActiveExpiryDeletesKeysNobodyReads) {
+  // 200 keys that expire in 50 ms, never read again: each loop's 100 ms timer samples them away,
+  // so DBSIZE (which counts keys not yet deleted) falls to the one key without a TTL.
+  std::string request, expected;
+  for (int i = 0; i < 200; ++i) {
+    absl::StrAppend(&request, "SET tmp", i, " v PX 50\r\n");
+    expected += "+OK\r\n";
+  }
+  request += "SET keep v\r\nDBSIZE\r\n";
+  expected += "+OK\r\n:201\r\n";
+  ASSERT_EQ(roundTrip(server_->address(), request, expected.size()), expected);
+  EXPECT_TRUE(waitUntil([&] { return roundTrip(server_->address(), "DBSIZE\r\n", 4) == ":1\r\n"; },
+                        milliseconds(10000)));
+}
+
 TEST_P(RespServerTest, RedisCliCommandsPipeAndSession) {
   if (!executable(kRedisCli))
     GTEST_SKIP() << "redis-cli is not installed (apt-get install redis-tools)";
@@ -293,6 +308,19 @@ print("ok")
   auto o = child::communicate(c, "", milliseconds(60000));
   EXPECT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(o.out, "ok\n") << o.err;
+}
+
+TEST(RespServerArgsTest, UnknownPluginArgumentStopsTheServer) {
+  if (!executable(kServer)) GTEST_SKIP() << "not built: " << kServer;
+  Child c = Child::spawn({kServer, "--port", std::to_string(freePort()), "--plugin", kPlugin,
+                          "--plugin-arg", "colour=blue"},
+                         {.pipe_stdin = false});
+  auto o = child::communicate(c, "", milliseconds(20000));
+  EXPECT_EQ(o.status, 2);
+  EXPECT_NE(o.err.find("resp: unknown argument 'colour' (known: store, max-inline, max-bulk, "
+                       "max-multibulk)"),
+            std::string::npos)
+      << o.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, RespServerTest, ::testing::Values("striped", "sharded"),
