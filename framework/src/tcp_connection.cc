@@ -1,5 +1,6 @@
 #include "plexus/tcp_connection.h"
 
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -80,7 +81,8 @@ TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const Ine
       high_water_mark_(options.high_water_mark),
       low_water_mark_(options.low_water_mark ? options.low_water_mark
                                              : options.high_water_mark / 2),
-      idle_timeout_(options.idle_timeout) {
+      idle_timeout_(options.idle_timeout),
+      linger_ms_(static_cast<uint32_t>(std::max<int64_t>(0, options.linger_timeout.count()))) {
   // Here rather than in connectEstablished(): one option fewer to keep per connection.
   if (options.tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
 }
@@ -249,8 +251,12 @@ void TcpConnection::handleEvent(uint32_t revents) {
   // every callback gets.
   const TcpConnectionPtr& self = self_;
   in_event_ = true;
-  if (__builtin_expect((revents & kEventFailed) != 0, 0)) {
-    interestFailed(absl::InternalError("the engine could not re-arm it"));
+  if (__builtin_expect((revents & kEventFailed) != 0 || lingering_, 0)) {
+    if (revents & kEventFailed) {
+      interestFailed(absl::InternalError("the engine could not re-arm it"));
+    } else {
+      lingerEvent(revents);
+    }
   } else if ((revents & kEventHangup) && !(revents & kEventRead)) {
     handleClose();
   } else if (revents & kEventError) {
@@ -301,7 +307,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
-  if (outputEmpty()) {
+  if (outputEmpty() && !handler_->holdsOutput()) {
     handleClose();
     return;
   }
@@ -403,7 +409,11 @@ void TcpConnection::afterOutputDrained() {
   // closed the connection.
   const State st = state_.load(std::memory_order_relaxed);
   if (st == kDisconnected || !outputEmpty()) return;
-  if (st == kDisconnecting || peer_closed_) {
+  if (st == kDisconnecting && !peer_closed_) {
+    finishGracefulClose();
+  } else if (st == kDisconnecting || peer_closed_) {
+    // After EOF the handler may still have replies to send (handlerOutputDrained() follows).
+    if (st == kConnected && handler_->holdsOutput()) return;
     handleClose();
   } else if (shutdown_pending_) {
     shutdown_pending_ = false;
@@ -413,8 +423,55 @@ void TcpConnection::afterOutputDrained() {
 }
 
 bool TcpConnection::wantsToRead() const {
-  return reading_ && !backpressured_ && !peer_closed_ &&
-         state_.load(std::memory_order_relaxed) == kConnected;
+  return (reading_ && !backpressured_ && !peer_closed_ &&
+          state_.load(std::memory_order_relaxed) == kConnected) ||
+         lingering_;
+}
+
+// The output of a graceful close has drained. See ConnectionOptions::linger_timeout.
+void TcpConnection::finishGracefulClose() {
+  int unread = 0;
+  if (linger_ms_ == 0 || write_shut_ ||
+      (input_.empty() && (::ioctl(channel_.fd(), FIONREAD, &unread) != 0 || unread == 0))) {
+    handleClose();
+    return;
+  }
+  lingering_ = true;
+  write_shut_ = true;
+  ::shutdown(channel_.fd(), SHUT_WR);  // the peer sees our EOF after the reply
+  if (!in_event_) {
+    input_.retrieveAll();
+    input_.releaseIfEmpty();
+  }
+  getLoop()->cancel(idle_timer_);
+  std::weak_ptr<TcpConnection> weak = weak_from_this();
+  idle_timer_ = getLoop()->runAfter(std::chrono::milliseconds(linger_ms_), [weak] {
+    if (auto self = weak.lock()) {
+      self->idle_timer_ = TimerId{};
+      self->handleClose();
+    }
+  });
+  updateReadInterest();
+}
+
+// Lingering: read and drop what the peer still sends, until its EOF.
+void TcpConnection::lingerEvent(uint32_t revents) {
+  if (revents & (kEventError | kEventHangup)) {
+    handleClose();
+    return;
+  }
+  char scratch[16384];
+  for (int i = 0; i < 16; ++i) {
+    const ssize_t n = ::read(channel_.fd(), scratch, sizeof scratch);
+    getLoop()->counters().read_calls.add();
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    handleClose();  // EOF, or an error
+    return;
+  }
+  // More to drop: level and oneshot modes come back; edge mode needs a turn of its own.
+  if (getLoop()->edgeTriggered()) queueNextTurn(self_);
 }
 
 void TcpConnection::updateReadInterest() {
@@ -636,6 +693,14 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
   if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
 }
 
+void TcpConnection::handlerOutputDrained() {
+  getLoop()->assertInLoopThread();
+  if (peer_closed_ && state_.load(std::memory_order_relaxed) == kConnected && outputEmpty() &&
+      !handler_->holdsOutput()) {
+    handleClose();
+  }
+}
+
 void TcpConnection::shutdown() {
   getLoop()->runInLoop([self = shared_from_this()] { self->shutdownInLoop(); });
 }
@@ -656,11 +721,11 @@ void TcpConnection::closeAfterFlush() {
 
 void TcpConnection::closeAfterFlushInLoop() {
   if (state_.load(std::memory_order_relaxed) != kConnected) return;
+  state_.store(kDisconnecting, std::memory_order_release);
   if (outputEmpty()) {
-    handleClose();
+    finishGracefulClose();
     return;
   }
-  state_.store(kDisconnecting, std::memory_order_release);
   updateReadInterest();
 }
 
@@ -679,14 +744,14 @@ void TcpConnection::startReading() {
 // Reading may go on again: input left unconsumed while it was paused would otherwise wait for the
 // peer's next bytes, which may never come (it sent its pipelined requests and waits for answers).
 void TcpConnection::inputResumed() {
-  if (input_.empty() || redeliver_queued_ || !wantsToRead()) return;
+  if (lingering_ || input_.empty() || redeliver_queued_ || !wantsToRead()) return;
   redeliver_queued_ = true;
   getLoop()->queueInLoop([self = shared_from_this()] { self->deliverPendingInput(); });
 }
 
 void TcpConnection::deliverPendingInput() {
   redeliver_queued_ = false;
-  if (!self_ || input_.empty() || !wantsToRead()) return;
+  if (!self_ || lingering_ || input_.empty() || !wantsToRead()) return;
   // As an event: the input stays valid while the handler reads it, whatever it calls.
   in_event_ = true;
   handler_->onMessage(self_, &input_);

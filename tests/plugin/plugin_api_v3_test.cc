@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -108,6 +109,9 @@ class V3Handler final : public ProtocolHandler {
         reply.send(text, close_after);
       });
     } else if (cmd == "close") {
+      session.close();
+    } else if (cmd == "reject") {  // as a server refusing a request whose body is still coming
+      session.send("refused\n");
       session.close();
     } else if (cmd == "pause") {
       session.pauseReading();
@@ -248,6 +252,36 @@ TEST_P(PluginApiV3Test, CloseWaitsForDeferredPlaces) {
   bool eof = false;
   EXPECT_EQ(readUntilEof(fd, &eof), "late\nafter\n");
   EXPECT_TRUE(eof);
+  ::close(fd);
+}
+
+TEST_P(PluginApiV3Test, DeferredRepliesStillGoOutAfterThePeersEof) {
+  const int fd = connect();
+  ASSERT_TRUE(writeAll(fd, "defer 40 late\nnow after\n"));
+  ::shutdown(fd, SHUT_WR);  // EOF while the deferred place is unfilled
+  bool eof = false;
+  EXPECT_EQ(readUntilEof(fd, &eof), "late\nafter\n");
+  EXPECT_TRUE(eof);
+  ::close(fd);
+}
+
+TEST_P(PluginApiV3Test, CloseWhileThePeerStillSendsLingersSoTheReplyArrives) {
+  const int fd = connect();
+  // The peer goes on sending a large body after the server refused it; a plain close would
+  // answer the unread bytes with a reset, which destroys "refused" before the peer reads it.
+  std::thread writer([fd] {
+    const std::string body(256 * 1024, 'b');
+    (void)writeAll(fd, "reject\n");
+    for (int i = 0; i < 16; ++i) {
+      if (!writeAll(fd, body)) break;
+    }
+    ::shutdown(fd, SHUT_WR);
+  });
+  bool eof = false;
+  const std::string got = readUntilEof(fd, &eof);
+  writer.join();
+  EXPECT_EQ(got, "refused\n");
+  EXPECT_TRUE(eof) << "the reply was followed by a reset, not an orderly close";
   ::close(fd);
 }
 

@@ -51,6 +51,12 @@ struct ConnectionOptions {
   size_t low_water_mark = 0;
   // Closes a connection that neither received nor sent anything for this long. 0: never.
   Duration idle_timeout{0};
+  // A graceful close (closeAfterFlush()) that finds bytes from the peer still unread — a request
+  // body the handler refused, requests pipelined behind an error — does not close at once: the
+  // kernel would answer those bytes with a reset, which can destroy the reply still on its way to
+  // the peer. It shuts down our side, reads and discards until the peer's EOF, and closes then, or
+  // after this long (lingering close). 0: close at once.
+  std::chrono::milliseconds linger_timeout{2000};
   bool tcp_no_delay = true;
 };
 
@@ -79,6 +85,10 @@ class ConnectionHandler {
   // Its server is stopping gracefully (TcpServer::stop()): finish what is in flight and close.
   // The default closes once the output has drained (closeAfterFlush()).
   virtual void onServerStop(const TcpConnectionPtr& conn);
+  // True while the handler still has output of its own to send (a reply it will send later, say).
+  // A connection whose peer has ended its side (EOF) waits for it before closing; the handler
+  // calls TcpConnection::handlerOutputDrained() once it holds none.
+  virtual bool holdsOutput() const { return false; }
 };
 
 // The owner of a connection (TcpServer, TcpClient): told once, on the loop thread, when the
@@ -167,6 +177,10 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   absl::Status connectEstablished();
   void connectDestroyed();
 
+  // The handler no longer holds output (see ConnectionHandler::holdsOutput()): a connection whose
+  // peer has ended its side closes now if nothing else is queued. Loop thread only.
+  void handlerOutputDrained();
+
   // Number of bytes the peer sent us / we wrote to the peer. Loop thread only.
   uint64_t bytesReceived() const { return bytes_received_; }
   uint64_t bytesSent() const { return bytes_sent_; }
@@ -194,6 +208,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   size_t bufferedBytes() const;
   void inputResumed();
   void deliverPendingInput();
+  void finishGracefulClose();
+  void lingerEvent(uint32_t revents);
   void eventClosedIt();
   void queueNextTurn(const TcpConnectionPtr& self);
   void continueTurn();
@@ -239,6 +255,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool turn_queued_ = false;     // edge mode: continueTurn() is queued (the turn's budget spent)
   bool redeliver_queued_ = false;// deliverPendingInput() is queued
   bool close_report_pending_ = false;  // closed during an event: reported when it ends
+  bool lingering_ = false;       // closing: discarding the peer's bytes until its EOF
   Channel channel_;
   Buffer input_;
   Buffer output_;
@@ -257,6 +274,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   const size_t high_water_mark_;
   const size_t low_water_mark_;
   const Duration idle_timeout_;
+  const uint32_t linger_ms_;
   Clock::time_point last_active_;
   TimerId idle_timer_;
   uint64_t bytes_received_ = 0;

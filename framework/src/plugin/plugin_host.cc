@@ -207,6 +207,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     }
   }
   void onClose(const TcpConnectionPtr& /*conn*/) override { closed(); }
+  bool holdsOutput() const override { return !queue_.empty(); }
 
   void start() {
     call("factory newHandler()", [this] {
@@ -296,6 +297,8 @@ class HostedConnection final : public Session, public ConnectionHandler {
     if (queue_.empty() && close_after_queue_) {
       close_after_queue_ = false;
       conn_->closeAfterFlush();
+    } else if (queue_.empty()) {
+      conn_->handlerOutputDrained();  // the peer may have ended its side meanwhile
     }
   }
 
