@@ -1,6 +1,7 @@
 #include "resp_handler.h"
 
 #include <atomic>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -109,6 +110,7 @@ class RespHandler final : public ProtocolHandler {
 
  private:
   void flush(Session& session) {
+    postHop();  // (its place comes before out_'s replies)
     if (out_.empty()) return;
     session.send(out_);
     out_.clear();
@@ -118,6 +120,7 @@ class RespHandler final : public ProtocolHandler {
   // False: not run yet (it must wait for forwarded commands); reading is paused meanwhile.
   bool dispatch(Session& session, Args args) {
     const CommandSpec* spec = lookupCommand(args[0]);
+    if (hop_ && !joinsHop(spec, args)) postHop();
     if (client_.in_multi && (spec == nullptr || spec->keys != KeyMode::kControl)) {
       if (rejectCommand(spec, args, out_)) {
         client_.multi_dirty = true;
@@ -217,27 +220,55 @@ class RespHandler final : public ProtocolHandler {
     client_.queued.clear();
   }
 
-  // ShardedStore: runs a single-key command on the loop owning its key; the reply takes its place
-  // through a DeferredReply. False when the key is this loop's (or nothing forwards).
+  // ShardedStore: runs a single-key command on the loop owning its key. Consecutive commands for
+  // the same owner make one hop: one closure queued there, one DeferredReply holding their replies'
+  // place. Any other command closes the hop first (postHop), so replies keep request order. False
+  // when the key is this loop's (or nothing forwards).
   bool forward(Session& session, const CommandSpec& spec, Args args, size_t shard) {
     if (flights_->origin == nullptr || !store_.isRemote(shard, loop_index_)) return false;
-    flush(session);  // the replies before this one go first
-    DeferredReply place = session.deferReply();
-    auto run = [store = &store_, spec = &spec, shard](Args views) {
+    if (!hop_) {
+      flush(session);  // the replies before this one go first
+      hop_.emplace();
+      hop_->shard = shard;
+      hop_->place = session.deferReply();
+    }
+    hop_->specs.push_back(&spec);
+    hop_->argc.push_back(static_cast<uint32_t>(args.size()));
+    hop_->args.insert(hop_->args.end(), args.begin(), args.end());
+    return true;
+  }
+
+  bool joinsHop(const CommandSpec* spec, Args args) const {
+    if (spec == nullptr || client_.in_multi || spec->keys != KeyMode::kOne) return false;
+    const int argc = static_cast<int>(args.size());
+    if (spec->arity > 0 ? argc != spec->arity : argc < -spec->arity) return false;
+    return store_.shardOf(args[1]) == hop_->shard;
+  }
+
+  // Sends the open hop to its owner loop (or runs it here when the owner is not running).
+  void postHop() {
+    if (!hop_) return;
+    auto hop = std::make_shared<Hop>(std::move(*hop_));
+    hop_.reset();
+    auto run = [store = &store_, hop] {
       std::string out;
       ClientState none;
-      const std::vector<size_t> one{shard};
+      std::vector<std::string_view> views;
+      const std::vector<size_t> one{hop->shard};
+      size_t next = 0;
       store->lockShards(one);
-      Ctx ctx{*store, views, out, none};
-      runCommand(*spec, ctx);
+      for (size_t i = 0; i < hop->specs.size(); ++i) {
+        views.assign(hop->args.begin() + next, hop->args.begin() + next + hop->argc[i]);
+        next += hop->argc[i];
+        Ctx ctx{*store, views, out, none};
+        runCommand(*hop->specs[i], ctx);
+      }
       store->unlockShards(one);
-      return out;
+      hop->place.send(std::move(out));
     };
-    std::vector<std::string> copy(args.begin(), args.end());
     flights_->inflight.fetch_add(1);
-    auto fn = [run, copy = std::move(copy), place, flights = flights_] {
-      const std::vector<std::string_view> views(copy.begin(), copy.end());
-      place.send(run(views));
+    auto fn = [run, flights = flights_] {
+      run();
       if (flights->inflight.fetch_sub(1) == 1 && flights->waiting.load()) {
         flights->origin->queueInLoop([flights] {
           if (flights->session != nullptr && flights->waiting.exchange(false)) {
@@ -246,17 +277,17 @@ class RespHandler final : public ProtocolHandler {
         });
       }
     };
-    if (!store_.runOnOwner(shard, loop_index_, std::move(fn))) {
+    if (!store_.runOnOwner(hop->shard, loop_index_, std::move(fn))) {
       // The owner is not running (starting or stopping): run it here, under the shard's lock.
       flights_->inflight.fetch_sub(1);
-      place.send(run(args));
+      run();
     }
-    return true;
   }
 
   // True (reading paused) when commands forwarded earlier have not all run yet: a command that
   // locks shards here must not overtake them.
   bool mustWait(Session& session) {
+    postHop();
     if (flights_->inflight.load() == 0) return false;
     flights_->waiting.store(true);
     if (flights_->inflight.load() == 0) {  // the last one finished meanwhile
@@ -275,6 +306,15 @@ class RespHandler final : public ProtocolHandler {
   std::vector<size_t> shards_;
   bool paused_for_output_ = false;
   std::shared_ptr<Flights> flights_;
+  // Commands gathered for one hop to another loop (ShardedStore).
+  struct Hop {
+    size_t shard = 0;
+    std::vector<std::string> args;  // every command's arguments, back to back
+    std::vector<uint32_t> argc;     // how many each command has
+    std::vector<const CommandSpec*> specs;
+    DeferredReply place;
+  };
+  std::optional<Hop> hop_;
 };
 
 }  // namespace
