@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <deque>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -254,6 +253,31 @@ class HostedConnection final : public Session, public ConnectionHandler {
     TimerId timer;
     std::function<void()> cb;
   };
+  // Segments in order: a vector with a moving front, which allocates nothing until it is used
+  // (std::deque allocates when constructed: hundreds of bytes per idle connection) and frees its
+  // memory once emptied.
+  class HeldQueue {
+   public:
+    bool empty() const { return head_ == v_.size(); }
+    Segment& front() { return v_[head_]; }
+    Segment& back() { return v_.back(); }
+    void push_back(Segment&& s) { v_.push_back(std::move(s)); }
+    void pop_front() {
+      if (++head_ == v_.size()) clear();
+    }
+    void clear() {
+      std::vector<Segment>().swap(v_);
+      head_ = 0;
+    }
+    Segment* begin() { return v_.data() + head_; }
+    Segment* end() { return v_.data() + v_.size(); }
+    const Segment* begin() const { return v_.data() + head_; }
+    const Segment* end() const { return v_.data() + v_.size(); }
+
+   private:
+    std::vector<Segment> v_;
+    size_t head_ = 0;
+  };
 
   std::shared_ptr<HostLink> link() {
     if (!link_) link_ = std::make_shared<HostLink>(HostLink{this});
@@ -374,7 +398,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
   bool close_after_queue_ = false;  // close() came while deferred places were unfilled
   bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_ && !closing_
   std::shared_ptr<HostLink> link_;  // made on first use (a deferred reply or a timer)
-  std::deque<Segment> queue_;       // output waiting behind an unfilled deferred place
+  HeldQueue queue_;                 // output waiting behind an unfilled deferred place
   uint64_t next_slot_ = 0;
   SessionTimerId next_timer_ = 0;
   absl::flat_hash_map<SessionTimerId, Timer> timers_;
