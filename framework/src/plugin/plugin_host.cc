@@ -65,23 +65,25 @@ class HostedConnection final : public Session, public ConnectionHandler {
   HostedConnection(TcpConnection* conn, PluginFactory* factory, const LoopInfo* info)
       : factory_(factory), info_(info), conn_(conn) {}
   ~HostedConnection() override {
-    if (link_) link_->host = nullptr;
+    if (!extras_) return;
+    if (extras_->link) extras_->link->host = nullptr;
     cancelTimers();
-    for (Segment& s : queue_) {
+    for (Segment& s : extras_->queue) {
       if (s.kind == Segment::kFile) ::close(s.fd);
     }
   }
 
-  // Session: output. While a deferred place is unfilled, everything sent waits in queue_ behind it.
+  // Session: output. While a deferred place is unfilled, everything sent waits behind it
+  // (Extras::queue).
   void send(std::string_view data) override {
-    if (__builtin_expect(!queue_.empty(), 0)) {
+    if (__builtin_expect(holding(), 0)) {
       if (!closing_) queueBytes(data);
       return;
     }
     if (!closing_) conn_->send(data);
   }
   void send(Buffer& buf) override {
-    if (__builtin_expect(!queue_.empty(), 0)) {
+    if (__builtin_expect(holding(), 0)) {
       if (!closing_) queueBytes(buf.view());
       buf.retrieveAll();
       return;
@@ -94,7 +96,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
   }
   void sendSlices(std::span<const std::string_view> slices) override {
     if (closing_) return;
-    if (!queue_.empty()) {
+    if (holding()) {
       for (std::string_view s : slices) queueBytes(s);
       return;
     }
@@ -105,13 +107,13 @@ class HostedConnection final : public Session, public ConnectionHandler {
       ::close(fd);
       return;
     }
-    if (!queue_.empty()) {
+    if (holding()) {
       Segment s;
       s.kind = Segment::kFile;
       s.fd = fd;
       s.offset = offset;
       s.length = length;
-      queue_.push_back(std::move(s));
+      extras().queue.push_back(std::move(s));
       return;
     }
     conn_->sendFile(fd, offset, length);
@@ -120,13 +122,18 @@ class HostedConnection final : public Session, public ConnectionHandler {
     if (closing_) return DeferredReply();
     Segment s;
     s.kind = Segment::kSlot;
-    s.slot = ++next_slot_;
-    queue_.push_back(std::move(s));
-    return DeferredReply(std::make_shared<HostedSlot>(conn_->getLoop(), link(), next_slot_));
+    s.slot = ++extras().next_slot;
+    extras_->queue.push_back(std::move(s));
+    return DeferredReply(
+        std::make_shared<HostedSlot>(conn_->getLoop(), link(), extras_->next_slot));
   }
   size_t pendingOutputBytes() const override {
     size_t total = conn_->pendingOutputBytes();
-    for (const Segment& s : queue_) total += s.kind == Segment::kFile ? s.length : s.data.size();
+    if (holding()) {
+      for (const Segment& s : extras_->queue) {
+        total += s.kind == Segment::kFile ? s.length : s.data.size();
+      }
+    }
     return total;
   }
 
@@ -140,19 +147,20 @@ class HostedConnection final : public Session, public ConnectionHandler {
   // Session: timers.
   SessionTimerId runAfter(std::chrono::nanoseconds delay, std::function<void()> cb) override {
     if (closing_ || !cb) return 0;
-    const SessionTimerId id = ++next_timer_;
+    const SessionTimerId id = ++extras().next_timer;
     std::weak_ptr<HostLink> weak = link();
     const TimerId t = conn_->getLoop()->runAfter(delay, [weak, id] {
       if (auto l = weak.lock(); l && l->host) l->host->fireTimer(id);
     });
-    timers_.emplace(id, Timer{t, std::move(cb)});
+    extras_->timers.emplace(id, Timer{t, std::move(cb)});
     return id;
   }
   void cancelTimer(SessionTimerId id) override {
-    auto it = timers_.find(id);
-    if (it == timers_.end()) return;
+    if (!extras_) return;
+    auto it = extras_->timers.find(id);
+    if (it == extras_->timers.end()) return;
     conn_->getLoop()->cancel(it->second.timer);
-    timers_.erase(it);
+    extras_->timers.erase(it);
   }
 
   // Session: closing.
@@ -160,7 +168,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     if (closing_) return;
     closing_ = true;
     updateUsable();
-    if (queue_.empty()) {
+    if (!holding()) {
       conn_->closeAfterFlush();
     } else {
       // The deferred places still go out first: stop reading now, close once they are sent.
@@ -206,7 +214,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
     }
   }
   void onClose(const TcpConnectionPtr& /*conn*/) override { closed(); }
-  bool holdsOutput() const override { return !queue_.empty(); }
+  bool holdsOutput() const override { return holding(); }
 
   void start() {
     call("factory newHandler()", [this] {
@@ -219,7 +227,8 @@ class HostedConnection final : public Session, public ConnectionHandler {
 
   // A deferred place was filled (on the loop thread).
   void fillSlot(uint64_t id, std::string data, bool close_after) {
-    for (Segment& s : queue_) {
+    if (!holding()) return;
+    for (Segment& s : extras_->queue) {
       if (s.kind == Segment::kSlot && s.slot == id) {
         s.kind = Segment::kBytes;
         s.data = std::move(data);
@@ -231,10 +240,11 @@ class HostedConnection final : public Session, public ConnectionHandler {
   }
 
   void fireTimer(SessionTimerId id) {
-    auto it = timers_.find(id);
-    if (it == timers_.end()) return;
+    if (!extras_) return;
+    auto it = extras_->timers.find(id);
+    if (it == extras_->timers.end()) return;
     std::function<void()> cb = std::move(it->second.cb);
-    timers_.erase(it);
+    extras_->timers.erase(it);
     if (usable_) call("timer callback", cb);
   }
 
@@ -278,29 +288,45 @@ class HostedConnection final : public Session, public ConnectionHandler {
     std::vector<Segment> v_;
     size_t head_ = 0;
   };
+  // What only connections using deferred replies or timers need, made on first use: an idle
+  // connection pays one pointer for it.
+  struct Extras {
+    std::shared_ptr<HostLink> link;  // for deferred replies and timers
+    HeldQueue queue;                 // output waiting behind an unfilled deferred place
+    uint64_t next_slot = 0;
+    SessionTimerId next_timer = 0;
+    absl::flat_hash_map<SessionTimerId, Timer> timers;
+  };
 
   std::shared_ptr<HostLink> link() {
-    if (!link_) link_ = std::make_shared<HostLink>(HostLink{this});
-    return link_;
+    Extras& e = extras();
+    if (!e.link) e.link = std::make_shared<HostLink>(HostLink{this});
+    return e.link;
   }
+  Extras& extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+  }
+  bool holding() const { return extras_ && !extras_->queue.empty(); }
 
   void queueBytes(std::string_view data) {
     if (data.empty()) return;
-    if (!queue_.empty() && queue_.back().kind == Segment::kBytes && !queue_.back().close_after) {
-      queue_.back().data.append(data);
+    HeldQueue& queue = extras().queue;
+    if (!queue.empty() && queue.back().kind == Segment::kBytes && !queue.back().close_after) {
+      queue.back().data.append(data);
       return;
     }
     Segment s;
     s.kind = Segment::kBytes;
     s.data.assign(data);
-    queue_.push_back(std::move(s));
+    queue.push_back(std::move(s));
   }
 
-  // Sends what waits in queue_ up to the first unfilled place.
+  // Sends what waits in the queue up to the first unfilled place.
   void flushQueue() {
-    while (!queue_.empty() && queue_.front().kind != Segment::kSlot) {
-      Segment s = std::move(queue_.front());
-      queue_.pop_front();
+    while (holding() && extras_->queue.front().kind != Segment::kSlot) {
+      Segment s = std::move(extras_->queue.front());
+      extras_->queue.pop_front();
       if (s.kind == Segment::kFile) {
         conn_->sendFile(s.fd, s.offset, s.length);
         continue;
@@ -308,27 +334,28 @@ class HostedConnection final : public Session, public ConnectionHandler {
       conn_->send(s.data);
       if (s.close_after) {
         // Nothing after this reply goes out.
-        for (Segment& rest : queue_) {
+        for (Segment& rest : extras_->queue) {
           if (rest.kind == Segment::kFile) ::close(rest.fd);
         }
-        queue_.clear();
+        extras_->queue.clear();
         closing_ = true;
         updateUsable();
         conn_->closeAfterFlush();
         return;
       }
     }
-    if (queue_.empty() && close_after_queue_) {
+    if (!holding() && close_after_queue_) {
       close_after_queue_ = false;
       conn_->closeAfterFlush();
-    } else if (queue_.empty()) {
+    } else if (!holding()) {
       conn_->handlerOutputDrained();  // the peer may have ended its side meanwhile
     }
   }
 
   void cancelTimers() {
-    for (auto& [id, t] : timers_) conn_->getLoop()->cancel(t.timer);
-    timers_.clear();
+    if (!extras_) return;
+    for (auto& [id, t] : extras_->timers) conn_->getLoop()->cancel(t.timer);
+    extras_->timers.clear();
   }
 
   // The connection closed. A close that happens inside one of the handler's own callbacks (it
@@ -397,11 +424,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
   bool closing_ = false;            // close() or abort() was called, or the connection closed
   bool close_after_queue_ = false;  // close() came while deferred places were unfilled
   bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_ && !closing_
-  std::shared_ptr<HostLink> link_;  // made on first use (a deferred reply or a timer)
-  HeldQueue queue_;                 // output waiting behind an unfilled deferred place
-  uint64_t next_slot_ = 0;
-  SessionTimerId next_timer_ = 0;
-  absl::flat_hash_map<SessionTimerId, Timer> timers_;
+  std::unique_ptr<Extras> extras_;
 };
 
 void HostedSlot::fill(std::string data, bool close_after) {
