@@ -54,6 +54,17 @@ struct Flights {
   Session* session = nullptr;  // origin loop thread only; nullptr once closed
 };
 
+// Commands on their way to the loop that owns their shard, with the place of their replies (a
+// type of its own, not nested in RespHandler: std::optional<Hop> as a member of the class that
+// declares it would need Hop's default member initializers before that class is complete).
+struct Hop {
+  size_t shard = 0;
+  std::vector<std::string> args;  // every command's arguments, back to back
+  std::vector<uint32_t> argc;     // how many each command has
+  std::vector<const CommandSpec*> specs;
+  DeferredReply place;
+};
+
 class RespHandler final : public ProtocolHandler {
  public:
   RespHandler(RespFactory& factory, const LoopInfo& loop, uint64_t id)
@@ -307,13 +318,6 @@ class RespHandler final : public ProtocolHandler {
   bool paused_for_output_ = false;
   std::shared_ptr<Flights> flights_;
   // Commands gathered for one hop to another loop (ShardedStore).
-  struct Hop {
-    size_t shard = 0;
-    std::vector<std::string> args;  // every command's arguments, back to back
-    std::vector<uint32_t> argc;     // how many each command has
-    std::vector<const CommandSpec*> specs;
-    DeferredReply place;
-  };
   std::optional<Hop> hop_;
 };
 
