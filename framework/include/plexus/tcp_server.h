@@ -29,6 +29,13 @@ class Acceptor;
 
 enum class LoadBalance { kRoundRobin, kLeastConnections };
 
+// Who accepts. kHandoff: one listening socket on the base loop (the main reactor), which accepts
+// and hands each connection to a sub-reactor (`balance` picks which). kReusePort: every loop of the
+// server opens its own SO_REUSEPORT listening socket on the address and accepts for itself, so no
+// connection passes through the main reactor; the kernel spreads connections over the sockets by a
+// hash of the peer's address and port (`balance` does not apply). Same limits and counters.
+enum class AcceptMode { kHandoff, kReusePort };
+
 struct TcpServerOptions {
   InetAddress listen_address{9000};
   // Sub-reactor threads; 0 serves everything on the base loop.
@@ -38,8 +45,12 @@ struct TcpServerOptions {
   // Connections beyond this many are accepted and closed at once. 0: no limit.
   size_t max_connections = 0;
   ConnectionOptions connection;
+  // SO_REUSEPORT on the listening socket: other processes (of the same user) may listen on the
+  // address too, and the kernel spreads connections over them (a new binary beside an old one).
   bool reuse_port = false;
   int backlog = SOMAXCONN;
+  // kReusePort implies reuse_port.
+  AcceptMode accept_mode = AcceptMode::kHandoff;
 };
 
 class TcpServer {
@@ -80,7 +91,8 @@ class TcpServer {
   // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
   absl::Status start();
 
-  // Graceful stop: stops accepting and tells each connection's handler
+  // Graceful stop: stops accepting (closes every listening socket: with kReusePort, each loop's)
+  // and tells each connection's handler
   // (ConnectionHandler::onServerStop(), whose default flushes the output and closes); after
   // `grace`, closes what is left. `done` runs on the base loop once every connection is gone and
   // the sub-reactor threads have been joined.
@@ -108,6 +120,16 @@ class TcpServer {
   void closeAllNow();
   void loopFailed(EventLoop* loop, const absl::Status& why);
   void runLoopStopCallbacks();
+  // AcceptMode::kReusePort (tcp_server_reuseport.cc): a listening socket per loop, opened and
+  // closed on that loop's thread; connections accepted there stay there.
+  absl::Status listenOnEachLoop();
+  void closeLoopListeners();
+  void acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress& peer);
+  // Counts a new connection against max_connections; false (and nothing counted) at the limit.
+  bool reserveConnectionSlot();
+  // On the connection's loop: registers it and starts it (or lets it go if the server stops).
+  void establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
+  void startOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
@@ -129,6 +151,7 @@ class TcpServer {
   std::function<void()> stop_done_;
   TimerId stop_timer_;
   uint64_t next_id_ = 1;
+  std::atomic<uint64_t> next_loop_id_{1};  // kReusePort: ids handed out on every loop
   std::atomic<size_t> num_connections_{0};
   std::atomic<uint64_t> accepted_total_{0};
   std::atomic<uint64_t> refused_total_{0};
