@@ -167,8 +167,12 @@ class ChurnThread {
       }
       if (n < 0 && errno == EAGAIN) return;
       if (n < 0 && errno == EINTR) continue;
-      noteError(n == 0 ? "recv (EOF before the whole echo)" : "recv", n == 0 ? ECONNRESET : errno,
-                &resets_);
+      if (n == 0) {
+        ++resets_;
+        if (first_error_.empty()) first_error_ = "recv: EOF before the whole echo";
+      } else {
+        noteError("recv", errno, &resets_);
+      }
       break;
     }
     ++s.round;

@@ -185,16 +185,11 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   io_loop->runInLoop([this, lc, conn] { establishOnLoop(lc, conn); });
 }
 
+// Even while stopping: a connection accepted before the stop (its listener closed first) is one a
+// client is using; it gets the stop notice like the others, which stop() queues on this loop after
+// it (so it is in the map by then). Dropping it here would cut a client off during an upgrade.
 void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
-  if (stopping_.load(std::memory_order_acquire)) {
-    releaseConnection(lc->loop);
-    return;  // the fd closes with the connection
-  }
-  startOnLoop(lc, conn);
-}
-
-void TcpServer::startOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
   // In the map before the connection callback runs: that callback may close it at once.
   lc->connections.emplace(conn->id(), conn);
   absl::Status s = conn->connectEstablished();
@@ -412,9 +407,7 @@ void TcpServer::acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress&
                                               next_loop_id_.fetch_add(1, std::memory_order_relaxed),
                                               sockfd, peer, shared_callbacks_, options_.connection);
   conn->setOwner(lc);
-  // Even while stopping: stop() closes the listeners before it queues the stop notices, so this
-  // connection gets its notice like those accepted before.
-  startOnLoop(lc, conn);
+  establishOnLoop(lc, conn);
 }
 
 }  // namespace plexus

@@ -129,7 +129,6 @@ class TcpServer {
   bool reserveConnectionSlot();
   // On the connection's loop: registers it and starts it (or lets it go if the server stops).
   void establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
-  void startOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
