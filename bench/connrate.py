@@ -127,7 +127,8 @@ def one_run(name, argv, threads, args, client):
             result["reason"] = f"client exit {out.returncode}: {out.stderr.strip()[-200:]}"
             return result
         r = json.loads(out.stdout)
-        result.update(r)
+        result["client"] = r
+        result["connections_per_second"] = r["connections_per_second"]
         # The server's CPU over warm-up and measured time, per connection measured (approximate:
         # the warm-up's connections are in the CPU time but not in the count).
         total = r["completed"] * (args.duration + args.warmup) / max(args.duration, 1e-9)
@@ -198,7 +199,7 @@ def main(argv):
              f"- {args.rounds} rounds, order shuffled per round (seed {args.seed}); median shown; "
              "a run with any connect error, reset or mismatch counts as failed.",
              f"- Machine: {os.cpu_count()} CPUs, load average at the end "
-             f"{os.getloadavg()[0]:.1f} (shared: the figures are noisy; compare within a row).",
+             f"{os.getloadavg()[0]:.1f} (shared: the figures are noisy; compare within a table, and the CPU per connection).",
              "- Plexus `--threads T`: T sub-reactors; handoff: plus the main loop, which accepts "
              "and hands off; reuseport: each sub-reactor accepts on its own SO_REUSEPORT socket. "
              "A peer's `--threads T`: T loops, each accepting on its own SO_REUSEPORT socket.",
