@@ -49,6 +49,9 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--syscalls", action="store_true",
+                   help="instead: each server (1 thread) under `strace -f -c`; syscalls per "
+                        "connection, by name (timing-independent, unlike the rates)")
     return p.parse_args(argv)
 
 
@@ -69,7 +72,9 @@ def servers(build_dir):
     base = [server, "--port", "{port}", "--threads", "{threads}", "--plugin", "echo",
             "--log-level", "warn"]
     out = {"plexus-handoff": base,
-           "plexus-reuseport": base + ["--accept-mode", "reuseport"]}
+           "plexus-reuseport": base + ["--accept-mode", "reuseport"],
+           "plexus-reuseport-level": base + ["--accept-mode", "reuseport", "--epoll-mode",
+                                             "level"]}
     skipped = ["muduo (not packaged in Debian 12)"]
     for name, binary in PEER_BINARIES.items():
         path = build_dir / "bench-peers" / binary
@@ -149,6 +154,47 @@ def one_run(name, argv, threads, args, client):
             proc.wait()
 
 
+def syscall_profile(table, args, client):
+    """Syscalls per connection of each server at 1 thread, counted by strace."""
+    lines = ["## Syscalls per connection (1 thread, `strace -f -c`)", "",
+             "Whole connections (connect, 16 B echo, close) the client completed while the server "
+             "ran under strace, and every syscall the server made meanwhile (start-up included, "
+             "a few dozen), divided.", ""]
+    names = ["accept4", "accept", "epoll_ctl", "epoll_wait", "read", "recvfrom", "readv",
+             "write", "sendto", "writev", "close", "setsockopt", "getsockname", "getpeername"]
+    lines += ["| server | total | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * (len(names) + 1)]
+    for name, argv in table.items():
+        port = free_port()
+        cmd = [a.replace("{port}", str(port)).replace("{threads}", "1") for a in argv]
+        trace = Path(f"/tmp/connrate-strace-{os.getpid()}-{name}.txt")
+        proc = subprocess.Popen(["strace", "-f", "-c", "-o", str(trace)] + cmd,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+        if wait_accepting(proc, port):
+            lines.append(f"| {name} | FAILED to start | |")
+            continue
+        out = subprocess.run([client, "bench", "--churn", "-p", str(port), "-c", "8", "-t", "1",
+                              "--size", args.size, "-d", "2", "--warmup", "0", "--json",
+                              "--quiet"], capture_output=True, text=True, timeout=60)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        # +1: the connect of wait_accepting().
+        completed = json.loads(out.stdout)["completed"] + 1 if out.stdout.strip() else 0
+        counts = {}
+        for row in trace.read_text().splitlines():
+            f = row.split()
+            if len(f) >= 5 and f[-1] not in ("syscall", "total") and f[3].isdigit():
+                counts[f[-1]] = int(f[3])
+        trace.unlink(missing_ok=True)
+        per = {k: v / max(completed, 1) for k, v in counts.items()}
+        total = sum(per.values())
+        lines.append(f"| {name} | {total:.2f} | "
+                     + " | ".join(f"{per[n]:.2f}" if n in per else "" for n in names) + " |")
+        log(f"syscalls {name}: {total:.2f} per connection ({completed} connections)")
+    return lines + [""]
+
+
 def git_commit():
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -165,6 +211,9 @@ def main(argv):
     client = str(build_dir / "bin" / "plexus-client")
     table, skipped = servers(build_dir)
     threads_list = [int(t) for t in args.threads.split(",")]
+    if args.syscalls:
+        print("\n".join(syscall_profile(table, args, client)))
+        return 0
     rng = random.Random(args.seed)
     runs = []
     for rnd in range(args.rounds):
