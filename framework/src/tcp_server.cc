@@ -239,9 +239,7 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
   LOG_INFO("stopping: %u connection%s to flush and close", open, open == 1 ? "" : "s");
   for (auto& l : per_loop_) {
     LoopConnections* lc = l.get();
-    lc->loop->runInLoop([lc] {
-      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->handler()->onServerStop(conn);
-    });
+    lc->loop->runInLoop([lc, grace] { notifyStopOnLoop(lc->loop, lc->snapshot(), grace); });
   }
   stop_timer_ = base_loop_->runAfter(grace, [this, alive = std::weak_ptr<const bool>(alive_)] {
     if (alive.expired()) return;
@@ -322,6 +320,55 @@ void TcpServer::closeAllNow() {
     });
     closed.WaitForNotification();
   }
+}
+
+// --- The stop notice ----------------------------------------------------------------------------
+
+namespace {
+// Connections that had not received a byte when the stop came, watched until they do.
+struct AwaitingFirstBytes {
+  std::vector<std::weak_ptr<TcpConnection>> conns;
+  Clock::time_point deadline;
+  TimerId timer;
+};
+constexpr Duration kFirstBytesWindow = std::chrono::seconds(1);
+constexpr Duration kFirstBytesPoll = std::chrono::milliseconds(2);
+}  // namespace
+
+// A connection that has received nothing yet was opened a moment ago, and its client's first
+// request is on the way (it may sit unread in the socket): told to stop now, the protocol would
+// close it unanswered, and during an upgrade that client would see its connection cut. So it is
+// told once its first bytes have been handled, or after kFirstBytesWindow (at most `grace`), by a
+// short poll on its loop while any is left: there is no per-read hook to wait on, and the poll
+// runs only during a stop. The others are told at once. Touches nothing of the server (the
+// watch may outlive it; it ends with the loop).
+void TcpServer::notifyStopOnLoop(EventLoop* loop, const std::vector<TcpConnectionPtr>& conns,
+                                 Duration grace) {
+  auto awaiting = std::make_shared<AwaitingFirstBytes>();
+  for (const TcpConnectionPtr& conn : conns) {
+    if (conn->bytesReceived() == 0 && conn->connected()) {
+      awaiting->conns.push_back(conn);
+    } else {
+      conn->handler()->onServerStop(conn);
+    }
+  }
+  if (awaiting->conns.empty()) return;
+  awaiting->deadline = Clock::now() + std::min(grace, kFirstBytesWindow);
+  awaiting->timer = loop->runEvery(kFirstBytesPoll, [loop, awaiting] {
+    const bool late = Clock::now() >= awaiting->deadline;
+    auto& left = awaiting->conns;
+    for (size_t i = 0; i < left.size();) {
+      TcpConnectionPtr conn = left[i].lock();
+      if (conn && conn->connected() && conn->bytesReceived() == 0 && !late) {
+        ++i;
+        continue;
+      }
+      left[i] = std::move(left.back());
+      left.pop_back();
+      if (conn && conn->connected()) conn->handler()->onServerStop(conn);
+    }
+    if (left.empty()) loop->cancel(awaiting->timer);
+  });
 }
 
 // --- AcceptMode::kReusePort: one listening socket per loop --------------------------------------

@@ -92,7 +92,8 @@ class TcpServer {
   absl::Status start();
 
   // Graceful stop: stops accepting (closes every listening socket: with kReusePort, each loop's)
-  // and tells each connection's handler
+  // and tells (a connection that has received nothing yet: once its first bytes were handled, or
+  // after at most 1 s, so that a request on its way is answered) each connection's handler
   // (ConnectionHandler::onServerStop(), whose default flushes the output and closes); after
   // `grace`, closes what is left. `done` runs on the base loop once every connection is gone and
   // the sub-reactor threads have been joined.
@@ -127,6 +128,8 @@ class TcpServer {
   void acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress& peer);
   // Counts a new connection against max_connections; false (and nothing counted) at the limit.
   bool reserveConnectionSlot();
+  static void notifyStopOnLoop(EventLoop* loop, const std::vector<TcpConnectionPtr>& conns,
+                               Duration grace);
   // On the connection's loop: registers it and starts it (or lets it go if the server stops).
   void establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
 
