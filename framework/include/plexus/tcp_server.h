@@ -1,6 +1,7 @@
 #pragma once
 // TcpServer: the main reactor's listening socket plus a pool of sub-reactors. Each accepted
 // connection goes to one sub-reactor (round-robin or least-connections), which owns it for life.
+// With AcceptMode::kReusePort each sub-reactor listens and accepts for itself instead.
 //
 // Thread safety: construct, set callbacks, start() and stop() on the base loop's thread (callbacks
 // before start()). connectionCount(), listenAddress() and stats: any thread. The callbacks run on the
