@@ -7,7 +7,8 @@
 //
 // Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version); 1 when an event loop gave
 // up on its engine while serving (its waits kept failing); 2 for a bad option, a plugin that does
-// not load or an address it cannot listen on. Errors are one line on stderr.
+// not load or an address it cannot listen on, or a socket inherited from systemd that fits no
+// listener (server/systemd.h: sd_notify and socket activation). Errors are one line on stderr.
 
 #include <malloc.h>
 #include <pthread.h>

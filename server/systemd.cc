@@ -224,7 +224,7 @@ absl::Status assignInheritedSockets(const std::vector<InheritedSocket>& sockets,
     }
     if (match->inherited_fd >= 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "inherited sockets fd %d and %s both listen on %s", match->inherited_fd, s.describe(),
+          "inherited sockets fd %d and fd %d both listen on %s", match->inherited_fd, s.fd,
           s.address.toIpPort()));
     }
     match->inherited_fd = s.fd;
