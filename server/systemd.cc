@@ -146,6 +146,7 @@ absl::StatusOr<std::vector<InheritedSocket>> takeInheritedSockets() {
   const char* fds_text = ::getenv("LISTEN_FDS");
   const char* names_text = ::getenv("LISTEN_FDNAMES");
   // Copies: unsetenv may free what getenv returned.
+  const bool has_fds = fds_text != nullptr;
   const std::string fds_value = fds_text ? fds_text : "";
   const std::string names_value = names_text ? names_text : "";
   pid_t pid = 0;
@@ -154,7 +155,7 @@ absl::StatusOr<std::vector<InheritedSocket>> takeInheritedSockets() {
   ::unsetenv("LISTEN_FDS");
   ::unsetenv("LISTEN_FDNAMES");
   std::vector<InheritedSocket> sockets;
-  if (!ours || fds_text == nullptr) return sockets;
+  if (!ours || !has_fds) return sockets;
 
   int count = 0;
   if (!parseNumber(fds_value.c_str(), &count) || count > kMaxInheritedSockets) {
