@@ -45,7 +45,9 @@ configure_file(${PROJECT_SOURCE_DIR}/cmake/plexus.pc.in ${PROJECT_BINARY_DIR}/pl
 install(FILES ${PROJECT_BINARY_DIR}/plexus.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # The .deb: one package with the programs, plugins, library, headers, CMake package, plexus.pc,
-# units and config (a conffile). Dependencies from dpkg-shlibdeps (package dpkg-dev).
+# units and config (a conffile). Dependencies from dpkg-shlibdeps (package dpkg-dev); a shlibs
+# file for libplexus.so.0 (CPack warns that the plugins have no soname: they are modules, not
+# libraries, and need none).
 set(CPACK_PACKAGE_NAME plexus)
 set(CPACK_PACKAGE_VENDOR "Plexus")
 set(CPACK_PACKAGE_CONTACT "Plexus maintainers <plexus@localhost>")
@@ -68,7 +70,7 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libabsl-dev, libboost-dev, pkg-config")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/deploy/debian/conffiles ${PROJECT_SOURCE_DIR}/deploy/debian/postinst
-    ${PROJECT_SOURCE_DIR}/deploy/debian/postrm)
+    ${PROJECT_SOURCE_DIR}/deploy/debian/postrm ${PROJECT_SOURCE_DIR}/deploy/debian/triggers)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_GENERATOR DEB)
 include(CPack)
