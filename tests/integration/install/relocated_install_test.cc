@@ -10,7 +10,7 @@
 // - A program built with `pkg-config --cflags --libs plexus` (plexus.pc in the moved prefix) links
 //   the installed library and runs.
 // - The systemd units and the sample config are installed for the prefix installed to, and the
-//   installed server reads that config.
+//   installed server reads that config; installing again keeps a config the user edited.
 //
 // Every step is a real process (cmake, plexus-server) and every check goes over a loopback socket.
 
@@ -335,6 +335,28 @@ TEST_F(RelocatedInstallTest, InstallsSystemdUnitsAndTheSampleConfig) {
   EXPECT_NE(s.log().find("plugin echo"), std::string::npos) << s.log();
   EXPECT_EQ(s.exchange("configured\n"), "configured\n");
   EXPECT_EQ(s.stop(), 0) << s.log();
+}
+
+// `cmake --install` again over an installed prefix keeps a config the user edited.
+TEST_F(RelocatedInstallTest, ReinstallKeepsAnEditedConfig) {
+  const fs::path prefix = work_ / "prefix";
+  ASSERT_NO_FATAL_FAILURE(
+      run({PLEXUS_CMAKE_COMMAND, "--install", PLEXUS_BUILD_ROOT, "--prefix", prefix.string()}));
+  const fs::path config = prefix / "etc" / "plexus" / "plexus-server.conf";
+  ASSERT_TRUE(fs::is_regular_file(config));
+  EXPECT_EQ(readFile(config),
+            readFile(fs::path(PLEXUS_SOURCE_DIR) / "deploy" / "plexus-server.conf"));
+  std::ofstream(config) << "port = 7000\n";
+  ASSERT_NO_FATAL_FAILURE(
+      run({PLEXUS_CMAKE_COMMAND, "--install", PLEXUS_BUILD_ROOT, "--prefix", prefix.string()}));
+  EXPECT_EQ(readFile(config), "port = 7000\n");
+  // The units name this prefix.
+  const std::string service = readFile(prefix / "lib" / "systemd" / "system" /
+                                       "plexus-server.service");
+  EXPECT_NE(service.find("\nExecStart=" + (prefix / "bin" / "plexus-server").string() +
+                         " --config " + config.string() + "\n"),
+            std::string::npos)
+      << service;
 }
 
 }  // namespace
