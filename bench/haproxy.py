@@ -257,8 +257,17 @@ def report(args, results, meta):
              f"the same {meta['cpus']} CPUs: what HAProxy spends is taken from the backends and "
              "the client, and three backends cannot serve more than one could. The ratio "
              "below is what the proxy costs on a saturated machine, not the capacity of three "
-             "hosts; on real hosts each backend and HAProxy would have CPUs of their own.",
-             "", "## Throughput", "",
+             "hosts; on real hosts each backend and HAProxy would have CPUs of their own. A "
+             "ratio above 1 is possible all the same: direct, one backend process with one "
+             "sub-reactor serves; through HAProxy, three, and HAProxy's own threads, can use "
+             "CPU time that one process left idle.",
+             ""]
+    busy = float(meta["load_start"].split()[0])
+    if busy > 0.5 * meta["cpus"]:
+        lines += [f"**Busy machine:** load average {busy:.2f} on {meta['cpus']} CPUs at the "
+                  "start; other work shared the CPUs, so expect noise (see the ± spreads) and "
+                  "read the ratios as rough.", ""]
+    lines += ["## Throughput", "",
              "Messages (echo) or requests (HTTP) per second, median of the rounds (±: spread "
              "max-min over the median); haproxy/direct: ratio of the medians.", "",
              "| case | direct (h1) | through HAProxy (h1-h3) | haproxy/direct |",
@@ -313,7 +322,19 @@ def main():
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--command", default="bench/haproxy.sh", help=argparse.SUPPRESS)
+    p.add_argument("--from-json", type=Path,
+                   help="write the report again from the .json of an earlier run, measuring nothing")
     args = p.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        for k, v in saved.get("args", {}).items():
+            if k in ("threads", "connections", "duration", "warmup", "rounds", "seed"):
+                setattr(args, k, v)
+        args.bin_dir = Path(saved.get("args", {}).get("bin_dir", args.bin_dir))
+        args.from_json.with_suffix(".md").write_text(
+            report(args, saved["results"], saved["meta"]))
+        print(f"bench/haproxy: wrote {args.from_json.with_suffix('.md')}")
+        return 0
     cases = [c for c in args.cases.split(",") if c]
     if os.geteuid() != 0:
         sys.exit("bench/haproxy: needs root (network namespaces)")
@@ -361,8 +382,11 @@ def main():
     args.out_dir.mkdir(parents=True, exist_ok=True)
     md = report(args, results, meta)
     (args.out_dir / f"{stem}.md").write_text(md)
-    (args.out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                          indent=1) + "\n")
+    saved_args = {k: getattr(args, k) for k in ("threads", "connections", "duration", "warmup",
+                                                 "rounds", "seed")}
+    saved_args["bin_dir"] = str(args.bin_dir)
+    (args.out_dir / f"{stem}.json").write_text(
+        json.dumps({"meta": meta, "args": saved_args, "results": results}, indent=1) + "\n")
     print(md)
     print(f"bench/haproxy: wrote {args.out_dir / (stem + '.md')}")
     return 0
