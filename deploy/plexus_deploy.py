@@ -243,7 +243,7 @@ def main(argv=None):
         else:
             for (px, sv), row in sorted(Stats(a.stats_socket).servers().items()):
                 print(f"{px:10} {sv:4} {row['status']:6} check {row.get('check_status', ''):6} "
-                      f"sessions {row['scur']:>5} now {row['stot']:>8} in all")
+                      f"sessions now {row['scur']:>5}, total {row['stot']:>8}")
     except (DeployError, OSError) as e:
         print(f"plexus_deploy: error: {e}", file=sys.stderr)
         return 1
