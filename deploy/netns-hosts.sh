@@ -45,7 +45,9 @@ ns_of() {
 
 cmd_up() {
   local n=${1:-3}
-  [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 200)) || die "invalid host count '$n' (expected 1-200)"
+  if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 200)); then
+    die "invalid host count '$n' (expected 1-200)"
+  fi
   [[ -z $(existing) ]] || die "namespaces with prefix '${prefix}' exist already; run 'down' first"
   # A failure part way leaves nothing behind.
   trap 'cmd_down >/dev/null 2>&1 || true' ERR
@@ -73,17 +75,16 @@ cmd_up() {
 
 # Ends the processes in a namespace: SIGTERM, then SIGKILL for what is left after 2 s.
 kill_in() {
-  local ns=$1 pids
-  pids=$(ip netns pids "$ns" 2>/dev/null || true)
-  [[ -n $pids ]] || return 0
-  kill -TERM $pids 2>/dev/null || true
-  local t
+  local ns=$1 pids t
+  mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+  ((${#pids[@]})) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
   for ((t = 0; t < 20; t++)); do
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [[ -n $pids ]] || return 0
+    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+    ((${#pids[@]})) || return 0
     sleep 0.1
   done
-  kill -KILL $pids 2>/dev/null || true
+  kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
 cmd_down() {
@@ -94,8 +95,11 @@ cmd_down() {
     # The host's end of its veth pair goes with its namespace, and the peer in PREFIX-lb with it.
     ip netns del "$ns" 2>/dev/null || die "cannot delete namespace $ns"
   done
-  ((found)) && echo "netns-hosts: down: namespaces with prefix '${prefix}' removed" ||
+  if ((found)); then
+    echo "netns-hosts: down: namespaces with prefix '${prefix}' removed"
+  else
     echo "netns-hosts: down: nothing with prefix '${prefix}'"
+  fi
 }
 
 cmd_exec() {
