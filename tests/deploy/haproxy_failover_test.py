@@ -491,6 +491,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     d = Deployment(args, net, work)
     started = time.monotonic()
+    rc = 1
     try:
         try:
             net.up()
@@ -508,11 +509,10 @@ def main():
         log("haproxy up, 6 servers UP")
         asyncio.run(asyncio.wait_for(scenario(d), 120))
         log(f"PASS in {time.monotonic() - started:.1f} s")
-        return 0
+        rc = 0
     except (Failure, pd.DeployError, asyncio.TimeoutError) as e:
         print(f"FAIL: {e or 'the scenario took over 120 s'}")
         d.dump_logs()
-        return 1
     finally:
         d.stop()
         net.down()
@@ -520,6 +520,12 @@ def main():
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                      text=True).stdout.split() if n.startswith(net.prefix + "-")]
+    if left:
+        print(f"FAIL: netns-hosts.sh down left namespaces behind: {left}")
+        rc = 1
+    return rc
 
 
 if __name__ == "__main__":
