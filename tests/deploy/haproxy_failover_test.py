@@ -8,8 +8,9 @@ HAProxy (deploy/haproxy/haproxy.cfg) and this test's clients, PREFIX-h1..h3 one 
 with an echo listener (:7000) and an http listener (:8080, GET /whoami answers the host's name,
 GET /healthz 200 for HAProxy's check, files from a directory of random data). Steps, each asserted:
 
-1. load: 50 connections echo random sizes through HAProxy, every byte checked; HTTP GETs of files
-   and of /whoami through HAProxy, byte-exact; every host served some of each;
+1. load: 50 connections echo random sizes through HAProxy, every byte checked, beside
+   `plexus-client bench --verify` on 50 more; HTTP GETs of files and of /whoami through HAProxy,
+   byte-exact; every host served some of each;
 2. kill: h2's server gets SIGKILL while 60 connections stream and new ones keep coming: exactly
    the streams HAProxy had put on h2 fail (its `show sess` says which), every other stream goes
    on byte-exact, every new connection and HTTP request succeeds, HAProxy marks h2 DOWN;
@@ -24,6 +25,7 @@ Python standard library only.
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -305,7 +307,12 @@ async def scenario(d):
     stop_all = asyncio.Event()
 
     # 1. load ---------------------------------------------------------------------------------
-    log("step 1: load through HAProxy (50 echo streams, HTTP files and /whoami)")
+    log("step 1: load through HAProxy (50 echo streams, HTTP files and /whoami, plexus-client)")
+    # plexus-client bench --verify beside the Python streams: 50 more connections, 4 KiB messages.
+    bench = await asyncio.create_subprocess_exec(
+        str(d.args.bin_dir / "plexus-client"), "bench", "-s", lb, "-p", str(pd.LB_ECHO_PORT),
+        "-c", "50", "--size", "4096", "-d", "2", "--warmup", "0.5", "--threads", "1", "--verify",
+        "--json", "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stop = asyncio.Event()
     streams = [Stream(i, max_size=65536) for i in range(50)]
     http = HttpLoad(d.files)
@@ -328,6 +335,16 @@ async def scenario(d):
           + (f" -- {http.failed[:5]}" if http.failed else ""))
     check(set(http.whoami) == set(d.net.host_names()),
           f"GET /whoami reached every host: {dict(sorted(http.whoami.items()))}")
+    out, err = await asyncio.wait_for(bench.communicate(), 30)
+    try:
+        j = json.loads(out)
+    except ValueError:
+        raise Failure(f"plexus-client bench: exit {bench.returncode}: {err.decode().strip()}")
+    bad = {k: j[k] for k in ("connect_errors", "mismatches", "disconnects", "unanswered")
+           if j.get(k)}
+    check(bench.returncode == 0 and not bad and j["messages"] > 0,
+          f"plexus-client bench --verify through HAProxy: {j['messages']} messages of 4 KiB on "
+          f"{j['connected']} connections, {bad or 'no error'}")
 
     # 2. kill h2 mid-run -------------------------------------------------------------------------
     log("step 2: SIGKILL h2's server while 60 streams, new connections and HTTP run")
@@ -480,9 +497,10 @@ def main():
         skip("ip (iproute2) not found")
     if not os.access(args.haproxy, os.X_OK):
         skip("haproxy not found (apt-get install haproxy)")
-    if not (args.bin_dir / "plexus-server").exists():
-        print(f"FAIL: no plexus-server in {args.bin_dir}")
-        return 1
+    for program in ("plexus-server", "plexus-client"):
+        if not (args.bin_dir / program).exists():
+            print(f"FAIL: no {program} in {args.bin_dir}")
+            return 1
 
     remove_stale_sets()
     net = pd.Network(prefix=f"plxt{os.getpid()}", hosts=3)
