@@ -50,7 +50,7 @@ cmd_up() {
   fi
   [[ -z $(existing) ]] || die "namespaces with prefix '${prefix}' exist already; run 'down' first"
   # A failure part way leaves nothing behind.
-  trap 'cmd_down >/dev/null 2>&1 || true' ERR
+  trap 'cmd_down >/dev/null 2>&1 || true; echo "netns-hosts: up failed (above); removed what it made" >&2' ERR
   local lb=${prefix}-lb
   ip netns add "$lb"
   ip -n "$lb" link set lo up
