@@ -17,7 +17,8 @@ GET /healthz 200 for HAProxy's check, files from a directory of random data). St
 3. restart: h2's server again: HAProxy marks it UP, new connections are put on it and echoed,
    GET /whoami reaches it;
 4. SIGHUP to every server while all of that runs: nothing is lost, every server keeps running
-   (whether it ignores SIGHUP or reloads its plugins).
+   (whether it ignores SIGHUP or reloads its plugins);
+5. every server exits 0 on SIGTERM, and no server log holds a sanitizer's report.
 
 Exit status 0 pass, 1 fail, 77 skipped (not root, no haproxy or ip, namespaces not allowed).
 Python standard library only.
@@ -277,6 +278,23 @@ class Deployment:
     def all_servers(self):
         return {(be, h) for be in (ECHO_BE, HTTP_BE) for h in self.net.host_names()}
 
+    def stop_servers_cleanly(self):
+        """SIGTERM to every server: each must exit 0, and no log may hold a sanitizer's report
+        (the ASan/UBSan CI stage runs this test with its own build)."""
+        for p in self.servers.values():
+            p.terminate()
+        for host, p in sorted(self.servers.items()):
+            try:
+                rc = p.wait(10)
+            except subprocess.TimeoutExpired:
+                raise Failure(f"{host}'s plexus-server did not stop within 10 s of SIGTERM")
+            check(rc == 0, f"{host}'s plexus-server exited with status {rc} on SIGTERM")
+        for f in (self.work / f"{host}.log" for host in sorted(self.servers)):
+            text = f.read_text(errors="replace")
+            found = re.search(r"^.*(Sanitizer|runtime error:).*$", text, re.M)
+            check(not found, f"no sanitizer report in {f.name}"
+                             + (f" -- {found.group(0)}" if found else ""))
+
     def stop(self):
         procs = list(self.servers.values()) + ([self.haproxy] if self.haproxy else [])
         for p in procs:
@@ -526,6 +544,7 @@ def main():
         d.stats.wait_all_up(d.all_servers(), 15)
         log("haproxy up, 6 servers UP")
         asyncio.run(asyncio.wait_for(scenario(d), 120))
+        d.stop_servers_cleanly()
         log(f"PASS in {time.monotonic() - started:.1f} s")
         rc = 0
     except (Failure, pd.DeployError, asyncio.TimeoutError) as e:
