@@ -323,7 +323,8 @@ def main():
     p.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--command", default="bench/haproxy.sh", help=argparse.SUPPRESS)
     p.add_argument("--from-json", type=Path,
-                   help="write the report again from the .json of an earlier run, measuring nothing")
+                   help="write the report again from the .json of an earlier run, measuring "
+                        "nothing")
     args = p.parse_args()
     if args.from_json:
         saved = json.loads(args.from_json.read_text())

@@ -25,4 +25,5 @@ if ((build)); then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   nice -n 5 cmake --build build-release -j "$(nproc)" --target plexus-server plexus-client echo http
 fi
-exec python3 bench/haproxy.py --bin-dir build-release/bin --command "bench/haproxy.sh $*" "${args[@]}"
+exec python3 bench/haproxy.py --bin-dir build-release/bin --command "bench/haproxy.sh $*" \
+  "${args[@]}"

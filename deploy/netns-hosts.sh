@@ -50,7 +50,8 @@ cmd_up() {
   fi
   [[ -z $(existing) ]] || die "namespaces with prefix '${prefix}' exist already; run 'down' first"
   # A failure part way leaves nothing behind.
-  trap 'cmd_down >/dev/null 2>&1 || true; echo "netns-hosts: up failed (above); removed what it made" >&2' ERR
+  trap 'cmd_down >/dev/null 2>&1 || true
+        echo "netns-hosts: up failed (above); removed what it made" >&2' ERR
   local lb=${prefix}-lb
   ip netns add "$lb"
   ip -n "$lb" link set lo up
@@ -107,7 +108,8 @@ cmd_exec() {
   local ns
   ns=$(ns_of "$1")
   shift
-  ip netns list | awk '{print $1}' | grep -Fxq "$ns" || die "namespace $ns does not exist (run 'up')"
+  ip netns list | awk '{print $1}' | grep -Fxq "$ns" ||
+    die "namespace $ns does not exist (run 'up')"
   exec ip netns exec "$ns" "$@"
 }
 

@@ -44,7 +44,8 @@ class DeployError(Exception):
 
 
 def wait_until(condition, timeout, what, interval=0.02):
-    """Polls condition() until it returns something true, which is returned; raises after timeout."""
+    """Polls condition() until it returns something true, and returns that; raises after
+    timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -112,7 +113,8 @@ class Network:
         self._script("down", check=False)
 
     def exec_args(self, host, argv):
-        """The command line that runs argv in host's namespace (ip netns exec: argv keeps the pid)."""
+        """The command line that runs argv in host's namespace (ip netns exec execs argv: the
+        process started is argv's own, with its pid)."""
         return ["ip", "netns", "exec", self.ns(host), *argv]
 
     def enter(self, host):
