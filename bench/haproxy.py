@@ -301,6 +301,21 @@ def report(args, results, meta):
         hb = statistics.median(r["cpu_backends"] for r in results[case]["haproxy"])
         hh = statistics.median(r["cpu_haproxy"] for r in results[case]["haproxy"])
         lines.append(f"| {CASES[case][2]} | {db:.2f} | {hb:.2f} | {hh:.2f} |")
+    lines += ["", "## CPU per message", "",
+              "CPU time per message or request in µs (the CPU shares above over the rate, median "
+              "of the rounds): what serving one costs the machine, the figure that depends least "
+              "on what else the CPUs were doing. Through HAProxy: the backends' and HAProxy's "
+              "together; haproxy/direct above 1: the proxy's cost.", "",
+              "| case | direct | through HAProxy (backends + HAProxy) | haproxy/direct |",
+              "|---|---:|---:|---:|"]
+    for case in results:
+        d = statistics.median(r["cpu_backends"] / r["per_sec"] * 1e6
+                              for r in results[case]["direct"])
+        hb = [r["cpu_backends"] / r["per_sec"] * 1e6 for r in results[case]["haproxy"]]
+        hh = [r["cpu_haproxy"] / r["per_sec"] * 1e6 for r in results[case]["haproxy"]]
+        h = statistics.median(b + x for b, x in zip(hb, hh))
+        lines.append(f"| {CASES[case][2]} | {d:.1f} | {h:.1f} ({statistics.median(hb):.1f} + "
+                     f"{statistics.median(hh):.1f}) | {h / d:.2f}× |")
     lines += ["", "## Commands", ""]
     for case in results:
         for t in TARGETS:
