@@ -494,10 +494,11 @@ def skip(reason):
 
 
 def remove_stale_sets():
-    """Namespaces of earlier runs of this test whose process is gone (a crash, a ctest kill)."""
+    """Namespaces of earlier runs of this test whose process is gone (a crash, a ctest kill), or
+    that carry this process's pid (reused since)."""
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     for pid in sorted(set(re.findall(r"^plxt(\d+)-", r.stdout, re.M))):
-        if not Path(f"/proc/{pid}").exists():
+        if int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists():
             pd.Network(prefix=f"plxt{pid}").down()
 
 
