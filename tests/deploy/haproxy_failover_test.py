@@ -315,7 +315,8 @@ class Deployment:
 
 
 def servers_of(stats, streams):
-    """{client port: server} for the streams, from HAProxy's sessions of the echo frontend."""
+    """{stream idx: server name} for the streams, by their client ports in HAProxy's `show sess`
+    (sessions of the echo frontend); None for a stream HAProxy does not list."""
     by_port = {port: srv for _, port, fe, _, srv in stats.sessions() if fe == "echo"}
     return {s.idx: by_port.get(s.port) for s in streams}
 
