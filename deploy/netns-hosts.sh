@@ -119,13 +119,13 @@ cmd_status() {
     any=1
     echo "== $ns"
     ip -n "$ns" -br addr show | grep -v '^lo ' | sed 's/^/  /'
-    local pids
-    pids=$(ip netns pids "$ns" 2>/dev/null | paste -sd, -)
-    if [[ -n $pids ]]; then
-      ps -o pid=,args= -p "$pids" | sed 's/^ */  pid /'
-    else
-      echo "  (no processes)"
-    fi
+    local pids pid
+    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+    for pid in "${pids[@]}"; do
+      # From /proc rather than ps: procps is not on every minimal system.
+      echo "  pid $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+    done
+    ((${#pids[@]})) || echo "  (no processes)"
   done
   ((any)) || echo "netns-hosts: no namespaces with prefix '${prefix}'"
 }
