@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(SOURCE_DIR / "deploy"))
 import plexus_deploy as pd  # noqa: E402
 
