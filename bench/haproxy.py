@@ -13,7 +13,7 @@ Echo: `plexus-client bench --verify` (closed loop, 50 connections, 16 B and 4 Ki
 (case, target) once in an order shuffled per round (fixed seed); the median of the rounds is
 kept. CPU time of HAProxy and of the backends is read from /proc over each run.
 
-Writes bench/results/haproxy-<date>-<commit>.md and .json. Needs root, ip, haproxy and wrk.
+Writes bench/results/haproxy-<date>-<commit>.md (copied to latest-haproxy.md) and .json. Needs root, ip, haproxy and wrk.
 Python standard library only.
 """
 
@@ -399,6 +399,7 @@ def main():
     args.out_dir.mkdir(parents=True, exist_ok=True)
     md = report(args, results, meta)
     (args.out_dir / f"{stem}.md").write_text(md)
+    (args.out_dir / "latest-haproxy.md").write_text(md)
     saved_args = {k: getattr(args, k) for k in ("threads", "connections", "duration", "warmup",
                                                  "rounds", "seed")}
     saved_args["bin_dir"] = str(args.bin_dir)
