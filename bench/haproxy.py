@@ -13,8 +13,8 @@ Echo: `plexus-client bench --verify` (closed loop, 50 connections, 16 B and 4 Ki
 (case, target) once in an order shuffled per round (fixed seed); the median of the rounds is
 kept. CPU time of HAProxy and of the backends is read from /proc over each run.
 
-Writes bench/results/haproxy-<date>-<commit>.md (copied to latest-haproxy.md) and .json. Needs root, ip, haproxy and wrk.
-Python standard library only.
+Writes bench/results/haproxy-<date>-<commit>.md (copied to latest-haproxy.md) and .json. Needs
+root, ip, haproxy and wrk. Python standard library only.
 """
 
 import argparse
