@@ -80,13 +80,15 @@ absl::Status TcpServer::start() {
   if (started_) return absl::OkStatus();
   if (options_.threads < 0) return absl::InvalidArgumentError("threads must be 0 or more");
   shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
-  const bool per_loop_listeners = options_.accept_mode == AcceptMode::kReusePort;
+  // An inherited listening socket (listen_fd) is one socket: the main loop accepts on it.
+  const bool per_loop_listeners =
+      options_.accept_mode == AcceptMode::kReusePort && options_.listen_fd < 0;
 
   absl::Status s;
   if (!per_loop_listeners) {
     acceptor_ = std::make_unique<detail::Acceptor>(base_loop_, options_.listen_address,
                                                    options_.reuse_port, options_.backlog);
-    s = acceptor_->listen();
+    s = options_.listen_fd >= 0 ? acceptor_->adopt(options_.listen_fd) : acceptor_->listen();
     if (!s.ok()) {
       acceptor_.reset();
       return s;

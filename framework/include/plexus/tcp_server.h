@@ -50,8 +50,15 @@ struct TcpServerOptions {
   // address too, and the kernel spreads connections over them (a new binary beside an old one).
   bool reuse_port = false;
   int backlog = SOMAXCONN;
-  // kReusePort implies reuse_port.
+  // kReusePort implies reuse_port. With listen_fd, the main loop accepts on that one socket
+  // (kHandoff) whatever this says.
   AcceptMode accept_mode = AcceptMode::kHandoff;
+  // An already listening socket to accept on instead of binding listen_address (socket activation:
+  // an fd inherited from systemd). -1: bind and listen. start() checks that it is a listening TCP
+  // stream socket and makes it non-blocking and close-on-exec; the server owns it from start() on
+  // (it closes it when it stops), whether start() succeeds or not. reuse_port and backlog do not
+  // apply to it.
+  int listen_fd = -1;
 };
 
 class TcpServer {
@@ -89,7 +96,8 @@ class TcpServer {
     loop_failure_ = std::move(cb);
   }
 
-  // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
+  // Binds, listens (or adopts options.listen_fd) and starts the sub-reactors. Errors: address in
+  // use, permission, bad engine, a listen_fd that is not a listening TCP socket.
   absl::Status start();
 
   // Graceful stop: stops accepting (closes every listening socket: with kReusePort, each loop's)
