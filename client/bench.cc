@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/bench_churn.h"
 #include "client/bench_worker.h"
 #include "client/fd_io.h"
 #include "plexus/log.h"
@@ -293,6 +294,20 @@ int runBenchCommand(int argc, const char* const argv[]) {
   if (!server.ok()) {
     reportError(absl::StrFormat("cannot resolve %s: %s", opts.host, server.status().message()));
     return kExitFailure;
+  }
+
+  if (opts.churn) {
+    absl::StatusOr<ChurnResult> churn = runChurn(opts, *server);
+    if (!churn.ok()) {
+      reportError(std::string(churn.status().message()));
+      return kExitUsage;
+    }
+    writeAll(STDOUT_FILENO, formatChurn(opts, *churn));
+    if (churn->connections == 0 || churn->mismatches > 0) {
+      reportError(churn->connections == 0 ? "no connection completed" : "echoed bytes differed");
+      return kExitFailure;
+    }
+    return kExitOk;
   }
 
   // One line per second on stderr; on a terminal the same line, rewritten in place.

@@ -101,6 +101,9 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
     ("rate,r", po::value<double>(&o.rate),
      "open loop: messages per second over all connections")
     ("verify", po::bool_switch(&o.verify), "check every echoed byte")
+    ("churn", po::bool_switch(&o.churn),
+     "connection rate: each connection connects, sends --size bytes, reads the echo (checked), "
+     "closes, and again; reports connections per second and connect errors")
     ("json", po::bool_switch(&o.json), "print one JSON object on stdout instead of a summary")
     ("quiet,q", po::bool_switch(&o.quiet), "no progress line on stderr")
     ("ramp-up", po::value<double>(&o.ramp_up)->default_value(0),

@@ -26,6 +26,7 @@ struct BenchOptions {
   bool verify = false;            // check every echoed byte
   bool json = false;              // one JSON object on stdout instead of the summary
   bool quiet = false;             // no progress line on stderr
+  bool churn = false;             // connection rate: connect, echo --size bytes, close, again
   double ramp_up = 0;             // connects per second; 0: as fast as the in-flight cap allows
   std::chrono::milliseconds connect_timeout{3000};
   EngineOptions engine;

@@ -38,6 +38,7 @@
 #include "plexus/tcp_server.h"
 #include "plexus/version.h"
 #include "server_options.h"
+#include "supervisor.h"
 #include "systemd.h"
 
 namespace plexus::server {
@@ -217,11 +218,14 @@ int serve(const ServerConfig& config) {
     }
   });
   if (absl::Status watching = watcher.start(); !watching.ok()) return fail(watching);
+  if (config.server.reuse_port && !config.supervised) warnIfRequestsCannotMigrate();
 
   const int threads = config.server.threads;
   const std::string thread_text =
       absl::StrFormat("%d thread%s%s", threads, threads == 1 ? "" : "s",
-                      threads == 0 ? " (all on the main loop)" : "");
+                      threads == 0 ? " (all on the main loop)" : "") +
+      (config.server.accept_mode == AcceptMode::kReusePort ? ", accept mode reuseport" : "") +
+      (config.server.reuse_port ? ", SO_REUSEPORT" : "");
   if (!several) {
     LOG_INFO("plexus-server %s listening on %s: engine %s, %s, plugin %s", PLEXUS_VERSION_STRING,
              serving[0].server->listenAddress().toIpPort(), loop.engineDescription(), thread_text,
@@ -277,6 +281,10 @@ int main(int argc, char* argv[]) {
   if (absl::Status s = plexus::server::assignInheritedSockets(*inherited, &command->config);
       !s.ok()) {
     return plexus::server::fail(s);
+  }
+  // --workers: a supervisor of worker processes, each of which serve()s (server/supervisor.h).
+  if (command->config.workers > 0) {
+    return plexus::server::runSupervisor(command->config, plexus::server::serve);
   }
   return plexus::server::serve(command->config);
 }

@@ -226,6 +226,15 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
         "epoll triggering: oneshot, level or edge")
     ("balance", po::value<std::string>()->default_value("round-robin"),
         "how connections go to threads: round-robin or least-connections")
+    ("reuseport", po::bool_switch()->default_value(false),
+        "listen with SO_REUSEPORT, so that other plexus-server processes can listen on the same "
+        "address (zero-downtime upgrade: start the new one, then SIGTERM the old one)")
+    ("accept-mode", po::value<std::string>()->default_value("handoff"),
+        "handoff: the main loop accepts and hands connections to the threads; reuseport: each "
+        "thread has its own SO_REUSEPORT listening socket and accepts for itself")
+    ("workers", po::value<std::string>()->default_value("0"),
+        "run this many worker processes (each a whole server with --threads, on SO_REUSEPORT "
+        "listeners) under a supervisor that restarts a crashed one; 0: one process, no supervisor")
     ("plugin", po::value<std::string>()->default_value(defaults.plugin),
         "protocol plugin (of each --listen that names none): a name (NAME.so in the plugin dirs) "
         "or a path to a .so")
@@ -317,6 +326,25 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
     return absl::InvalidArgumentError(
         absl::StrFormat("unknown balance '%s' (known: round-robin, least-connections)", balance));
   }
+
+  config.server.reuse_port = vm["reuseport"].as<bool>();
+  const std::string accept_mode = get("accept-mode");
+  if (accept_mode == "handoff") {
+    config.server.accept_mode = AcceptMode::kHandoff;
+  } else if (accept_mode == "reuseport") {
+    config.server.accept_mode = AcceptMode::kReusePort;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown accept mode '%s' (known: handoff, reuseport)", accept_mode));
+  }
+  const std::string workers = get("workers");
+  if (!parseInteger(workers, &config.workers) || config.workers < 0 ||
+      config.workers > kMaxWorkers) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid --workers '%s' (expected 0-%d)", workers, kMaxWorkers));
+  }
+  // Workers share each address: every listening socket needs SO_REUSEPORT.
+  if (config.workers > 0) config.server.reuse_port = true;
 
   config.plugin = get("plugin");
   if (config.plugin.empty()) return absl::InvalidArgumentError("empty --plugin");

@@ -16,6 +16,7 @@ namespace plexus::server {
 
 inline constexpr uint16_t kDefaultPort = 9000;
 inline constexpr int kMaxThreads = 1024;
+inline constexpr int kMaxWorkers = 256;
 
 // One listening address and the plugin that serves it. Each listener is a TcpServer of its own; all
 // of them share the base loop and the --threads sub-reactors.
@@ -46,6 +47,9 @@ struct ServerConfig {
   Duration shutdown_timeout = std::chrono::seconds(5);
   LogLevel log_level = LogLevel::kInfo;
   bool print_stats = false;  // --stats
+  // --workers: worker processes under a supervisor (server/supervisor.h); 0: none, serve here.
+  int workers = 0;
+  bool supervised = false;  // set in a --workers worker (not an option)
   std::string config_file;  // empty: none was given
 };
 

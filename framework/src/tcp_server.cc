@@ -21,6 +21,9 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   // Connections the engine refused (select past FD_SETSIZE, say): the first is logged, the rest
   // counted and summed up once a connection is taken again.
   uint64_t refused_in_burst = 0;
+  // AcceptMode::kReusePort: this loop's own listening socket, and its limit-reached log state.
+  std::unique_ptr<detail::Acceptor> acceptor;
+  bool refusing_logged = false;
 
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
@@ -46,6 +49,7 @@ TcpServer::TcpServer(EventLoop* base_loop, TcpServerOptions options,
 TcpServer::~TcpServer() {
   base_loop_->assertInLoopThread();
   if (acceptor_) acceptor_->close();
+  closeLoopListeners();
   closeAllNow();
   runLoopStopCallbacks();
   if (pool_ && !shared_pool_) pool_->stop();
@@ -76,16 +80,21 @@ absl::Status TcpServer::start() {
   if (started_) return absl::OkStatus();
   if (options_.threads < 0) return absl::InvalidArgumentError("threads must be 0 or more");
   shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
+  // An inherited listening socket (listen_fd) is one socket: the main loop accepts on it.
+  const bool per_loop_listeners =
+      options_.accept_mode == AcceptMode::kReusePort && options_.listen_fd < 0;
 
-  acceptor_ = std::make_unique<detail::Acceptor>(base_loop_, options_.listen_address,
-                                                 options_.reuse_port, options_.backlog);
-  absl::Status s =
-      options_.listen_fd >= 0 ? acceptor_->adopt(options_.listen_fd) : acceptor_->listen();
-  if (!s.ok()) {
-    acceptor_.reset();
-    return s;
+  absl::Status s;
+  if (!per_loop_listeners) {
+    acceptor_ = std::make_unique<detail::Acceptor>(base_loop_, options_.listen_address,
+                                                   options_.reuse_port, options_.backlog);
+    s = options_.listen_fd >= 0 ? acceptor_->adopt(options_.listen_fd) : acceptor_->listen();
+    if (!s.ok()) {
+      acceptor_.reset();
+      return s;
+    }
+    bound_address_ = acceptor_->boundAddress();
   }
-  bound_address_ = acceptor_->boundAddress();
 
   if (shared_pool_) {
     if (!pool_->started()) {
@@ -121,8 +130,22 @@ absl::Status TcpServer::start() {
       if (init) init(loop);
     });
   }
-  acceptor_->setNewConnectionCallback(
-      [this](int fd, const InetAddress& peer) { newConnection(fd, peer); });
+  if (per_loop_listeners) {
+    // Queued behind the loop start callbacks: each loop accepts only once its start ran.
+    if (s = listenOnEachLoop(); !s.ok()) {
+      closeLoopListeners();
+      closeAllNow();
+      per_loop_.clear();
+      if (!shared_pool_) {
+        pool_->stop();
+        pool_.reset();
+      }
+      return s;
+    }
+  } else {
+    acceptor_->setNewConnectionCallback(
+        [this](int fd, const InetAddress& peer) { newConnection(fd, peer); });
+  }
   started_ = true;
   return absl::OkStatus();
 }
@@ -161,28 +184,30 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
                                               shared_callbacks_, options_.connection);
   conn->setOwner(lc);
-  io_loop->runInLoop([this, lc, conn] {
-    if (stopping_.load(std::memory_order_acquire)) {
-      releaseConnection(lc->loop);
-      return;  // the fd closes with the connection
+  io_loop->runInLoop([this, lc, conn] { establishOnLoop(lc, conn); });
+}
+
+// Even while stopping: a connection accepted before the stop (its listener closed first) is one a
+// client is using; it gets the stop notice like the others, which stop() queues on this loop after
+// it (so it is in the map by then). Dropping it here would cut a client off during an upgrade.
+void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
+  lc->loop->assertInLoopThread();
+  // In the map before the connection callback runs: that callback may close it at once.
+  lc->connections.emplace(conn->id(), conn);
+  absl::Status s = conn->connectEstablished();
+  if (!s.ok()) {
+    if (lc->refused_in_burst++ == 0) {
+      LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
+                conn->peerAddress().toIpPort(), s.message());
     }
-    // In the map before the connection callback runs: that callback may close it at once.
-    lc->connections.emplace(conn->id(), conn);
-    absl::Status s = conn->connectEstablished();
-    if (!s.ok()) {
-      if (lc->refused_in_burst++ == 0) {
-        LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
-                  conn->peerAddress().toIpPort(), s.message());
-      }
-      lc->connections.erase(conn->id());
-      releaseConnection(lc->loop);
-    } else {
-      if (lc->refused_in_burst > 1) {
-        LOG_WARN("taking connections again after refusing %u more", lc->refused_in_burst - 1);
-      }
-      lc->refused_in_burst = 0;
+    lc->connections.erase(conn->id());
+    releaseConnection(lc->loop);
+  } else {
+    if (lc->refused_in_burst > 1) {
+      LOG_WARN("taking connections again after refusing %u more", lc->refused_in_burst - 1);
     }
-  });
+    lc->refused_in_burst = 0;
+  }
 }
 
 void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
@@ -209,13 +234,14 @@ void TcpServer::stop(Duration grace, std::function<void()> done) {
   if (stopping_.exchange(true)) return;
   stop_done_ = std::move(done);
   if (acceptor_) acceptor_->close();
+  // Before the stop notices are queued: a connection accepted on a loop is in its map by the time
+  // that loop's notice runs, and none is accepted after.
+  closeLoopListeners();
   const size_t open = connectionCount();
   LOG_INFO("stopping: %u connection%s to flush and close", open, open == 1 ? "" : "s");
   for (auto& l : per_loop_) {
     LoopConnections* lc = l.get();
-    lc->loop->runInLoop([lc] {
-      for (const TcpConnectionPtr& conn : lc->snapshot()) conn->handler()->onServerStop(conn);
-    });
+    lc->loop->runInLoop([lc, grace] { notifyStopOnLoop(lc->loop, lc->snapshot(), grace); });
   }
   stop_timer_ = base_loop_->runAfter(grace, [this, alive = std::weak_ptr<const bool>(alive_)] {
     if (alive.expired()) return;
@@ -243,6 +269,7 @@ void TcpServer::maybeFinishStop() {
   if (pool_ && pool_->numThreads() > 0 && !shared_pool_) {
     for (EventLoop* loop : pool_->loops()) final_sub_loop_stats_ += loop->stats();
   }
+  closeLoopListeners();  // before their loops stop
   runLoopStopCallbacks();
   if (pool_ && !shared_pool_) pool_->stop();
   auto done = std::move(stop_done_);
@@ -259,6 +286,8 @@ void TcpServer::loopFailed(EventLoop* loop, const absl::Status& why) {
     if (lc->loop != loop) continue;
     LOG_ERROR("a sub-reactor stopped serving I/O (%s): closing its connections", why.message());
     loop->runInLoop([lc] {
+      // Its own listener too (kReusePort): connections the kernel queued there would wait forever.
+      if (lc->acceptor) lc->acceptor.reset();
       for (const TcpConnectionPtr& conn : lc->snapshot()) conn->forceClose();
     });
   }
@@ -282,7 +311,8 @@ void TcpServer::closeAllNow() {
       for (const TcpConnectionPtr& conn : lc->snapshot()) conn->forceClose();
     };
     if (lc->loop == base_loop_ || !pool_ || !pool_->started()) {
-      if (lc->loop->isInLoopThread()) close_all();
+      // A stopped pool's loops are gone (with their connections): never touch them.
+      if (lc->loop == base_loop_) close_all();
       continue;
     }
     absl::Notification closed;
@@ -292,6 +322,141 @@ void TcpServer::closeAllNow() {
     });
     closed.WaitForNotification();
   }
+}
+
+// --- The stop notice ----------------------------------------------------------------------------
+
+namespace {
+// Connections that had not received a byte when the stop came, watched until they do.
+struct AwaitingFirstBytes {
+  std::vector<std::weak_ptr<TcpConnection>> conns;
+  Clock::time_point deadline;
+  TimerId timer;
+};
+constexpr Duration kFirstBytesWindow = std::chrono::seconds(1);
+constexpr Duration kFirstBytesPoll = std::chrono::milliseconds(2);
+}  // namespace
+
+// A connection that has received nothing yet was opened a moment ago, and its client's first
+// request is on the way (it may sit unread in the socket): told to stop now, the protocol would
+// close it unanswered, and during an upgrade that client would see its connection cut. So it is
+// told once its first bytes have been handled, or after kFirstBytesWindow (at most `grace`), by a
+// short poll on its loop while any is left: there is no per-read hook to wait on, and the poll
+// runs only during a stop. The others are told at once. Touches nothing of the server (the
+// watch may outlive it; it ends with the loop).
+void TcpServer::notifyStopOnLoop(EventLoop* loop, const std::vector<TcpConnectionPtr>& conns,
+                                 Duration grace) {
+  auto awaiting = std::make_shared<AwaitingFirstBytes>();
+  for (const TcpConnectionPtr& conn : conns) {
+    if (conn->bytesReceived() == 0 && conn->connected()) {
+      awaiting->conns.push_back(conn);
+    } else {
+      conn->handler()->onServerStop(conn);
+    }
+  }
+  if (awaiting->conns.empty()) return;
+  awaiting->deadline = Clock::now() + std::min(grace, kFirstBytesWindow);
+  awaiting->timer = loop->runEvery(kFirstBytesPoll, [loop, awaiting] {
+    const bool late = Clock::now() >= awaiting->deadline;
+    auto& left = awaiting->conns;
+    for (size_t i = 0; i < left.size();) {
+      TcpConnectionPtr conn = left[i].lock();
+      if (conn && conn->connected() && conn->bytesReceived() == 0 && !late) {
+        ++i;
+        continue;
+      }
+      left[i] = std::move(left.back());
+      left.pop_back();
+      if (conn && conn->connected()) conn->handler()->onServerStop(conn);
+    }
+    if (left.empty()) loop->cancel(awaiting->timer);
+  });
+}
+
+// --- AcceptMode::kReusePort: one listening socket per loop --------------------------------------
+
+namespace {
+// Runs `f` on `loop`'s thread and returns once it ran. `loop` must be running, or be this thread's.
+void runOnLoopAndWait(EventLoop* loop, const std::function<void()>& f) {
+  if (loop->isInLoopThread()) {
+    f();
+    return;
+  }
+  absl::Notification done;
+  loop->runInLoop([&] {
+    f();
+    done.Notify();
+  });
+  done.WaitForNotification();
+}
+}  // namespace
+
+absl::Status TcpServer::listenOnEachLoop() {
+  base_loop_->assertInLoopThread();
+  // Port 0: the first socket picks the port, the others join it.
+  InetAddress address = options_.listen_address;
+  for (auto& l : per_loop_) {
+    LoopConnections* lc = l.get();
+    absl::Status s;
+    runOnLoopAndWait(lc->loop, [&] {
+      auto acceptor = std::make_unique<detail::Acceptor>(lc->loop, address, /*reuse_port=*/true,
+                                                         options_.backlog);
+      s = acceptor->listen();
+      if (!s.ok()) return;
+      // Set before this functor returns: the loop handles no event of the socket before that.
+      acceptor->setNewConnectionCallback(
+          [this, lc](int fd, const InetAddress& peer) { acceptOnLoop(lc, fd, peer); });
+      address = acceptor->boundAddress();
+      lc->acceptor = std::move(acceptor);
+    });
+    if (!s.ok()) return s;
+  }
+  bound_address_ = address;
+  return absl::OkStatus();
+}
+
+// Done on return, each on its loop's thread. With tcp_migrate_req=1 the kernel moves what was
+// queued on a closed socket to another socket of the port (in this process or another).
+void TcpServer::closeLoopListeners() {
+  if (options_.accept_mode != AcceptMode::kReusePort) return;
+  for (auto& l : per_loop_) {
+    LoopConnections* lc = l.get();
+    // A stopped pool's loops are gone (and their listeners closed before they went).
+    if (lc->loop == base_loop_ || (pool_ && pool_->started())) {
+      runOnLoopAndWait(lc->loop, [lc] { lc->acceptor.reset(); });
+    }
+  }
+}
+
+bool TcpServer::reserveConnectionSlot() {
+  const size_t limit = options_.max_connections;
+  size_t n = num_connections_.load(std::memory_order_relaxed);
+  do {
+    if (limit > 0 && n >= limit) return false;
+  } while (!num_connections_.compare_exchange_weak(n, n + 1, std::memory_order_seq_cst,
+                                                   std::memory_order_relaxed));
+  return true;
+}
+
+void TcpServer::acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress& peer) {
+  lc->loop->assertInLoopThread();
+  accepted_total_.fetch_add(1, std::memory_order_relaxed);
+  if (!reserveConnectionSlot()) {
+    refused_total_.fetch_add(1, std::memory_order_relaxed);
+    if (!lc->refusing_logged) {
+      LOG_WARN("connection limit (%u) reached: refusing new connections", options_.max_connections);
+      lc->refusing_logged = true;
+    }
+    detail::closeFd(sockfd);
+    return;
+  }
+  lc->refusing_logged = false;
+  pool_->addLoad(lc->loop, 1);
+  auto conn = std::make_shared<TcpConnection>(lc->loop,
+                                              next_loop_id_.fetch_add(1, std::memory_order_relaxed),
+                                              sockfd, peer, shared_callbacks_, options_.connection);
+  conn->setOwner(lc);
+  establishOnLoop(lc, conn);
 }
 
 }  // namespace plexus

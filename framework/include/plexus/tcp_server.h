@@ -1,6 +1,7 @@
 #pragma once
 // TcpServer: the main reactor's listening socket plus a pool of sub-reactors. Each accepted
 // connection goes to one sub-reactor (round-robin or least-connections), which owns it for life.
+// With AcceptMode::kReusePort each sub-reactor listens and accepts for itself instead.
 //
 // Thread safety: construct, set callbacks, start() and stop() on the base loop's thread (callbacks
 // before start()). connectionCount(), listenAddress() and stats: any thread. The callbacks run on the
@@ -29,6 +30,13 @@ class Acceptor;
 
 enum class LoadBalance { kRoundRobin, kLeastConnections };
 
+// Who accepts. kHandoff: one listening socket on the base loop (the main reactor), which accepts
+// and hands each connection to a sub-reactor (`balance` picks which). kReusePort: every loop of the
+// server opens its own SO_REUSEPORT listening socket on the address and accepts for itself, so no
+// connection passes through the main reactor; the kernel spreads connections over the sockets by a
+// hash of the peer's address and port (`balance` does not apply). Same limits and counters.
+enum class AcceptMode { kHandoff, kReusePort };
+
 struct TcpServerOptions {
   InetAddress listen_address{9000};
   // Sub-reactor threads; 0 serves everything on the base loop.
@@ -38,8 +46,13 @@ struct TcpServerOptions {
   // Connections beyond this many are accepted and closed at once. 0: no limit.
   size_t max_connections = 0;
   ConnectionOptions connection;
+  // SO_REUSEPORT on the listening socket: other processes (of the same user) may listen on the
+  // address too, and the kernel spreads connections over them (a new binary beside an old one).
   bool reuse_port = false;
   int backlog = SOMAXCONN;
+  // kReusePort implies reuse_port. With listen_fd, the main loop accepts on that one socket
+  // (kHandoff) whatever this says.
+  AcceptMode accept_mode = AcceptMode::kHandoff;
   // An already listening socket to accept on instead of binding listen_address (socket activation:
   // an fd inherited from systemd). -1: bind and listen. start() checks that it is a listening TCP
   // stream socket and makes it non-blocking and close-on-exec; the server owns it from start() on
@@ -87,7 +100,9 @@ class TcpServer {
   // use, permission, bad engine, a listen_fd that is not a listening TCP socket.
   absl::Status start();
 
-  // Graceful stop: stops accepting and tells each connection's handler
+  // Graceful stop: stops accepting (closes every listening socket: with kReusePort, each loop's)
+  // and tells (a connection that has received nothing yet: once its first bytes were handled, or
+  // after at most 1 s, so that a request on its way is answered) each connection's handler
   // (ConnectionHandler::onServerStop(), whose default flushes the output and closes); after
   // `grace`, closes what is left. `done` runs on the base loop once every connection is gone and
   // the sub-reactor threads have been joined.
@@ -115,6 +130,17 @@ class TcpServer {
   void closeAllNow();
   void loopFailed(EventLoop* loop, const absl::Status& why);
   void runLoopStopCallbacks();
+  // AcceptMode::kReusePort (tcp_server_reuseport.cc): a listening socket per loop, opened and
+  // closed on that loop's thread; connections accepted there stay there.
+  absl::Status listenOnEachLoop();
+  void closeLoopListeners();
+  void acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress& peer);
+  // Counts a new connection against max_connections; false (and nothing counted) at the limit.
+  bool reserveConnectionSlot();
+  static void notifyStopOnLoop(EventLoop* loop, const std::vector<TcpConnectionPtr>& conns,
+                               Duration grace);
+  // On the connection's loop: registers it and starts it (or lets it go if the server stops).
+  void establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
@@ -136,6 +162,7 @@ class TcpServer {
   std::function<void()> stop_done_;
   TimerId stop_timer_;
   uint64_t next_id_ = 1;
+  std::atomic<uint64_t> next_loop_id_{1};  // kReusePort: ids handed out on every loop
   std::atomic<size_t> num_connections_{0};
   std::atomic<uint64_t> accepted_total_{0};
   std::atomic<uint64_t> refused_total_{0};
