@@ -145,6 +145,7 @@ void Acceptor::shedOne() {
     if (conn >= 0) {
       closeFd(conn);
       ++shed_in_burst_;
+      shed_total_.add();
     }
     reserve_fd_ = openReserveFd();
     if (conn >= 0) return;

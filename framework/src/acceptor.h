@@ -30,6 +30,8 @@ class Acceptor final : private EventHandler {
   // Stops watching and closes the listening socket.
   void close();
   const InetAddress& boundAddress() const { return bound_; }
+  // Connections shed for lack of fds (EMFILE, ENFILE, ...). Any thread.
+  uint64_t shedTotal() const { return shed_total_.get(); }
 
  private:
   void handleEvent(uint32_t revents) override;
@@ -48,6 +50,7 @@ class Acceptor final : private EventHandler {
   NewConnectionCallback new_connection_;
   bool shedding_ = false;
   uint64_t shed_in_burst_ = 0;
+  SingleWriterCounter shed_total_;  // written on the loop thread
   TimerId resume_timer_;
 };
 

@@ -161,7 +161,10 @@ struct MetricsRegistry::State {
                 typeName(fit->second.type), typeName(type));
     }
     const bool exported = valid && fit->second.type == type;
-    const std::string key = std::string(exported ? "" : "!") + typeName(type) + " " +
+    // Gauges before counters: a scrape reads a gauge of connections open before the counter of
+    // those accepted, so it never sees more open than accepted.
+    const std::string key = std::string(exported ? "" : "!") +
+                            (type == MetricType::kGauge ? "1 " : "2 ") +
                             std::string(name) + labelText(labels);
     auto [it, inserted] = series.try_emplace(key);
     Series& s = it->second;

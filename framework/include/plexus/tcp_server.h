@@ -23,6 +23,7 @@
 namespace plexus {
 
 class EventLoopThreadPool;
+class MetricsRegistry;
 namespace detail {
 class Acceptor;
 }
@@ -40,6 +41,11 @@ struct TcpServerOptions {
   ConnectionOptions connection;
   bool reuse_port = false;
   int backlog = SOMAXCONN;
+  // Where the server's series go (metrics.h: connections by listener and loop, the loops' own
+  // figures); null: nowhere. The registry must outlive the server.
+  MetricsRegistry* metrics = nullptr;
+  // Labels added to the server's series besides listener= and loop=, e.g. {"plugin", "echo"}.
+  std::vector<std::pair<std::string, std::string>> metric_labels;
 };
 
 class TcpServer {
@@ -95,6 +101,8 @@ class TcpServer {
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
   std::string engineDescription() const { return base_loop_->engineDescription(); }
+  // The loop label of loops()[index] in metrics: "main" for the base loop, else the index.
+  std::string loopLabel(size_t index) const;
   // The counters of the base loop and every sub-loop, summed. After stop() completed: as they
   // were when the sub-loops stopped. Base loop thread.
   LoopStats stats() const;
@@ -108,6 +116,8 @@ class TcpServer {
   void closeAllNow();
   void loopFailed(EventLoop* loop, const absl::Status& why);
   void runLoopStopCallbacks();
+  void attachMetrics();
+  void detachMetrics();
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
@@ -134,6 +144,8 @@ class TcpServer {
   std::atomic<uint64_t> refused_total_{0};
   bool refusing_logged_ = false;
   LoopStats final_sub_loop_stats_;  // set once the sub-loops stopped
+  bool metrics_attached_ = false;
+  uint64_t metrics_collector_ = 0;
   // Expires with the server: work queued on the base loop checks it before touching `this`.
   const std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
