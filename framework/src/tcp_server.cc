@@ -144,9 +144,8 @@ absl::Status TcpServer::start() {
   return absl::OkStatus();
 }
 
-std::string TcpServer::loopLabel(size_t index) const {
-  if (index < per_loop_.size() && per_loop_[index]->loop == base_loop_) return "main";
-  return std::to_string(index);
+std::string TcpServer::loopLabel(EventLoop* loop, size_t index) const {
+  return loop == base_loop_ ? "main" : std::to_string(index);
 }
 
 // Before any connection reaches a loop: the series pointers are in place when the loops read them
@@ -164,7 +163,7 @@ void TcpServer::attachMetrics() {
   detail::attachLoopMetrics(registry, base_loop_, "main");
   for (size_t i = 0; i < per_loop_.size(); ++i) {
     LoopConnections* lc = per_loop_[i].get();
-    const std::string loop = loopLabel(i);
+    const std::string loop = loopLabel(lc->loop, i);
     if (lc->loop != base_loop_) detail::attachLoopMetrics(registry, lc->loop, loop);
     auto series = std::make_unique<LoopConnections::Series>();
     series->accepted = registry->counter(

@@ -101,8 +101,9 @@ class TcpServer {
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
   std::string engineDescription() const { return base_loop_->engineDescription(); }
-  // The loop label of loops()[index] in metrics: "main" for the base loop, else the index.
-  std::string loopLabel(size_t index) const;
+  // The label of `loop`, loops()[index], in metrics: "main" for the base loop, else the index.
+  // Any thread.
+  std::string loopLabel(EventLoop* loop, size_t index) const;
   // The counters of the base loop and every sub-loop, summed. After stop() completed: as they
   // were when the sub-loops stopped. Base loop thread.
   LoopStats stats() const;
