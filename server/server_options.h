@@ -3,6 +3,7 @@
 // every option. Boost.program_options stays in server_options.cc.
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,8 @@ struct ServerConfig {
   Duration shutdown_timeout = std::chrono::seconds(5);
   LogLevel log_level = LogLevel::kInfo;
   bool print_stats = false;  // --stats
+  // --admin-listen HOST:PORT: where /metrics and /healthz are served; unset: no admin listener.
+  std::optional<InetAddress> admin_listen;
   std::string config_file;  // empty: none was given
 };
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -278,7 +279,10 @@ std::string MetricsRegistry::formatValue(double value) {
   if (value == std::floor(value) && std::fabs(value) < 9007199254740992.0) {
     return absl::StrFormat("%.0f", value);
   }
-  return absl::StrFormat("%.17g", value);
+  // The shortest text that reads back as the same double.
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, r.ptr);
 }
 
 namespace {
