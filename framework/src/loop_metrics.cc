@@ -71,10 +71,11 @@ void collectLoop(const EventLoop& loop, const LagProbe& probe, const std::string
     sink.add("plexus_loop_syscalls_total", kSyscallsHelp, MetricType::kCounter,
              {{"loop", label}, {"call", kind}}, static_cast<double>(v));
   }
+  // Sent before received: a scrape of an echo server never shows more sent than received.
+  const uint64_t sent = c.bytes_sent.get();
   counter("plexus_loop_bytes_received_total", "Bytes read from the loop's connections.",
           c.bytes_received.get());
-  counter("plexus_loop_bytes_sent_total", "Bytes written to the loop's connections.",
-          c.bytes_sent.get());
+  counter("plexus_loop_bytes_sent_total", "Bytes written to the loop's connections.", sent);
   sink.add("plexus_loop_handler_seconds_total",
            "Time the loop spent handling ready fds and queued work, from the first ready fd of a "
            "wakeup to the end of its queued functors (seconds).",

@@ -198,6 +198,7 @@ TEST_F(AdminServerTest, ScrapesUnderLoadAreConsistentAndAddUp) {
   // scraped kMinScrapes times under load.
   constexpr int kClients = 4, kConnectionsEach = 6, kMessages = 40, kMinScrapes = 30;
   std::atomic<int> scrapes{0};
+  std::atomic<bool> scraper_done{false};
   std::atomic<int> connections{0};
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<int> clients_left{kClients};
@@ -205,7 +206,9 @@ TEST_F(AdminServerTest, ScrapesUnderLoadAreConsistentAndAddUp) {
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      for (int k = 0; k < kConnectionsEach || (scrapes.load() < kMinScrapes && k < 5000); ++k) {
+      for (int k = 0; k < kConnectionsEach ||
+                      (scrapes.load() < kMinScrapes && !scraper_done.load() && k < 1000);
+           ++k) {
         const int fd = testing::connectBlocking(server->address());
         if (fd < 0) {
           client_failed = true;
@@ -258,7 +261,11 @@ TEST_F(AdminServerTest, ScrapesUnderLoadAreConsistentAndAddUp) {
       const double wakeups = sum(s, "plexus_loop_wakeups_total");
       if (accepted < open || open < 0 || accepted < last_accepted || closed < last_closed ||
           in < last_in || out < last_out || wakeups < last_wakeups || out > in) {
-        failure = "inconsistent scrape:\n" + r.body;
+        failure = "inconsistent scrape: accepted " + std::to_string(accepted) + " (was " +
+                  std::to_string(last_accepted) + "), open " + std::to_string(open) +
+                  ", closed " + std::to_string(closed) + " (was " + std::to_string(last_closed) +
+                  "), in " + std::to_string(in) + " (was " + std::to_string(last_in) + "), out " +
+                  std::to_string(out) + " (was " + std::to_string(last_out) + ")\n" + r.body;
         break;
       }
       last_accepted = accepted;
@@ -268,6 +275,7 @@ TEST_F(AdminServerTest, ScrapesUnderLoadAreConsistentAndAddUp) {
       last_wakeups = wakeups;
     }
     if (fd >= 0) ::close(fd);
+    scraper_done = true;
   });
   for (std::thread& t : clients) t.join();
   scraper.join();
