@@ -143,6 +143,8 @@ struct MetricsRegistry::State {
   std::deque<MetricCounter> counters ABSL_GUARDED_BY(mutex);
   std::deque<MetricGauge> gauges ABSL_GUARDED_BY(mutex);
   std::deque<Scoped> scopes ABSL_GUARDED_BY(mutex);
+  // By label text: a server started again (a reload) gets the scopes it had.
+  std::map<std::string, Scoped*> scope_by_labels ABSL_GUARDED_BY(mutex);
   std::map<uint64_t, Collector> collectors ABSL_GUARDED_BY(mutex);
   uint64_t next_collector = 1 ABSL_GUARDED_BY(mutex);
   bool process_added = false ABSL_GUARDED_BY(mutex);
@@ -199,7 +201,9 @@ MetricGauge* MetricsRegistry::gauge(std::string_view name, std::string_view help
 
 MetricsScope* MetricsRegistry::scope(MetricLabels labels) {
   absl::MutexLock lock(&state_->mutex);
-  return &state_->scopes.emplace_back(this, std::move(labels));
+  State::Scoped*& s = state_->scope_by_labels[labelText(labels)];
+  if (s == nullptr) s = &state_->scopes.emplace_back(this, std::move(labels));
+  return s;
 }
 
 uint64_t MetricsRegistry::addCollector(Collector collect) {

@@ -66,6 +66,7 @@ TEST(MetricsTest, ScopesAddTheirLabelsAndCollectorsSumWithTheSameLabels) {
   MetricsRegistry r;
   MetricsScope* loop0 = r.scope({{"loop", "0"}});
   MetricsScope* loop1 = r.scope({{"loop", "1"}});
+  EXPECT_EQ(r.scope({{"loop", "1"}}), loop1);  // the same labels, the same scope
   loop0->counter("cmd_total", "Commands.", {{"command", "get"}})->add(4);
   loop1->counter("cmd_total", "Commands.", {{"command", "get"}})->add(5);
   // A collector reporting a series that a cell has too: summed into one line.

@@ -86,7 +86,7 @@ class MetricsRegistry final : public MetricsScope {
   MetricGauge* gauge(std::string_view name, std::string_view help,
                      const MetricLabels& labels = {}) override;
   // A scope that adds `labels` to every series registered through it (before the series' own).
-  // Owned by the registry.
+  // Owned by the registry; the same labels give the same scope.
   MetricsScope* scope(MetricLabels labels);
 
   // Runs `collect` at each render(), on the rendering thread, with the registry's lock held (so it
