@@ -41,3 +41,6 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/plexusConfig.cmake ${PROJECT_BINARY_DIR}/plexusConfigVersion.cmake
               ${PROJECT_SOURCE_DIR}/cmake/PlexusPlugin.cmake
         DESTINATION ${PLEXUS_INSTALL_CMAKE_DIR})
+
+# The systemd units, the sample config, plexus.pc and the .deb (CPack).
+include(PlexusPackaging)

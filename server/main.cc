@@ -7,7 +7,8 @@
 //
 // Exit status: 0 after a stop by SIGINT/SIGTERM (or --help/--version); 1 when an event loop gave
 // up on its engine while serving (its waits kept failing); 2 for a bad option, a plugin that does
-// not load or an address it cannot listen on. Errors are one line on stderr.
+// not load or an address it cannot listen on, or a socket inherited from systemd that fits no
+// listener (server/systemd.h: sd_notify and socket activation). Errors are one line on stderr.
 
 #include <malloc.h>
 #include <pthread.h>
@@ -39,6 +40,7 @@
 #include "plexus/tcp_server.h"
 #include "plexus/version.h"
 #include "server_options.h"
+#include "systemd.h"
 
 namespace plexus::server {
 namespace {
@@ -163,6 +165,7 @@ int serve(const ServerConfig& config) {
   for (Listener& l : serving) {
     TcpServerOptions options = config.server;
     options.listen_address = l.config->address;
+    options.listen_fd = l.config->inherited_fd;  // socket activation (systemd.h)
     options.metrics = metrics.get();
     options.metric_labels = {{"plugin", l.plugin->name()}};
     l.server = std::make_unique<TcpServer>(&loop, options, pool);
@@ -220,6 +223,7 @@ int serve(const ServerConfig& config) {
       const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
                sigabbrev_np(signo), grace);
+      notifyStopping();
       for (Listener& l : serving) l.server->stop(config.shutdown_timeout, stopped_one);
     } else {
       LOG_WARN("SIG%s again: stopping now", sigabbrev_np(signo));
@@ -254,6 +258,10 @@ int serve(const ServerConfig& config) {
     LOG_INFO("plexus-server %s listening on %s: engine %s, %s", PLEXUS_VERSION_STRING,
              absl::StrJoin(each, ", "), loop.engineDescription(), thread_text);
   }
+  // systemd (Type=notify): every listener listens.
+  std::vector<std::string> addresses;
+  for (const Listener& l : serving) addresses.push_back(l.server->listenAddress().toIpPort());
+  notifyReady("listening on " + absl::StrJoin(addresses, ", "));
   // The base loop's own failure has been reported through loop_failed already.
   (void)loop.run();
   if (config.print_stats) {
@@ -283,6 +291,14 @@ int main(int argc, char* argv[]) {
       return 0;
     case ServerCommand::Action::kServe:
       break;
+  }
+  // What systemd hands over, read (and taken out of the environment) before any thread starts.
+  plexus::server::takeNotifySocket();
+  auto inherited = plexus::server::takeInheritedSockets();
+  if (!inherited.ok()) return plexus::server::fail(inherited.status());
+  if (absl::Status s = plexus::server::assignInheritedSockets(*inherited, &command->config);
+      !s.ok()) {
+    return plexus::server::fail(s);
   }
   return plexus::server::serve(command->config);
 }

@@ -27,6 +27,9 @@ struct ListenerConfig {
   // The --listen value (or config file line) it came from; empty for the one listener made from
   // --port, --plugin and --plugin-arg alone.
   std::string spec;
+  // A listening socket inherited through socket activation (server/systemd.h) to serve instead of
+  // binding `address`; -1: none.
+  int inherited_fd = -1;
 };
 
 struct ServerConfig {

@@ -59,6 +59,48 @@ absl::Status Acceptor::listen() {
   return absl::OkStatus();
 }
 
+absl::Status Acceptor::adopt(int fd) {
+  loop_->assertInLoopThread();
+  auto option = [fd](int name) {
+    int value = -1;
+    socklen_t len = sizeof value;
+    return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
+  };
+  auto fail = [fd](const std::string& why) {
+    closeFd(fd);
+    return absl::InvalidArgumentError(absl::StrFormat("cannot accept on fd %d: %s", fd, why));
+  };
+  if (::fcntl(fd, F_GETFD) < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cannot accept on fd %d: %s", fd, std::strerror(errno)));
+  }
+  const int domain = option(SO_DOMAIN);
+  if (option(SO_TYPE) != SOCK_STREAM || option(SO_PROTOCOL) != IPPROTO_TCP ||
+      (domain != AF_INET && domain != AF_INET6)) {
+    return fail("not a TCP socket");
+  }
+  if (option(SO_ACCEPTCONN) != 1) return fail("not a listening socket");
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    return fail(std::strerror(errno));
+  }
+  fd_ = fd;
+  bound_ = localAddressOf(fd_);
+  reserve_fd_ = openReserveFd();
+  channel_owner_ = std::make_unique<Channel>(loop_, fd_, static_cast<EventHandler*>(this));
+  channel_ = channel_owner_.get();
+  if (absl::Status s = channel_->setInterest(kEventRead); !s.ok()) {
+    channel_owner_.reset();
+    channel_ = nullptr;
+    fd_ = -1;
+    closeFd(reserve_fd_);
+    reserve_fd_ = -1;
+    return fail(std::string(s.message()));
+  }
+  return absl::OkStatus();
+}
+
 void Acceptor::close() {
   if (fd_ < 0) return;
   loop_->assertInLoopThread();

@@ -27,6 +27,10 @@ class Acceptor final : private EventHandler {
   void setNewConnectionCallback(NewConnectionCallback cb) { new_connection_ = std::move(cb); }
   // socket, bind, listen and watch. Errors name the address: "cannot listen on 0.0.0.0:80: ...".
   absl::Status listen();
+  // Accepts on `fd`, a socket already listening (inherited through socket activation), instead:
+  // checks that it is a listening TCP socket, makes it non-blocking and close-on-exec, and
+  // watches it. Takes `fd` either way (closed on error, or by close()). Errors name the fd.
+  absl::Status adopt(int fd);
   // Stops watching and closes the listening socket.
   void close();
   const InetAddress& boundAddress() const { return bound_; }

@@ -96,7 +96,8 @@ absl::Status TcpServer::start() {
 
   acceptor_ = std::make_unique<detail::Acceptor>(base_loop_, options_.listen_address,
                                                  options_.reuse_port, options_.backlog);
-  absl::Status s = acceptor_->listen();
+  absl::Status s =
+      options_.listen_fd >= 0 ? acceptor_->adopt(options_.listen_fd) : acceptor_->listen();
   if (!s.ok()) {
     acceptor_.reset();
     return s;

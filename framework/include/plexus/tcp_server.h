@@ -41,6 +41,12 @@ struct TcpServerOptions {
   ConnectionOptions connection;
   bool reuse_port = false;
   int backlog = SOMAXCONN;
+  // An already listening socket to accept on instead of binding listen_address (socket activation:
+  // an fd inherited from systemd). -1: bind and listen. start() checks that it is a listening TCP
+  // stream socket and makes it non-blocking and close-on-exec; the server owns it from start() on
+  // (it closes it when it stops), whether start() succeeds or not. reuse_port and backlog do not
+  // apply to it.
+  int listen_fd = -1;
   // Where the server's series go (metrics.h: connections by listener and loop, the loops' own
   // figures); null: nowhere. The registry must outlive the server.
   MetricsRegistry* metrics = nullptr;
@@ -83,7 +89,8 @@ class TcpServer {
     loop_failure_ = std::move(cb);
   }
 
-  // Binds, listens and starts the sub-reactors. Errors: address in use, permission, bad engine.
+  // Binds, listens (or adopts options.listen_fd) and starts the sub-reactors. Errors: address in
+  // use, permission, bad engine, a listen_fd that is not a listening TCP socket.
   absl::Status start();
 
   // Graceful stop: stops accepting and tells each connection's handler

@@ -7,6 +7,10 @@
 //   find_package(plexus) and plexus_add_plugin, even when it asks for C++14, and the installed
 //   server serves it; its unit test, linked with the installed plexus::testing (the in-memory
 //   plugin harness), builds and passes.
+// - A program built with `pkg-config --cflags --libs plexus` (plexus.pc in the moved prefix) links
+//   the installed library and runs.
+// - The systemd units and the sample config are installed for the prefix installed to, and the
+//   installed server reads that config; installing again keeps a config the user edited.
 //
 // Every step is a real process (cmake, plexus-server) and every check goes over a loopback socket.
 
@@ -18,12 +22,14 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "integration/child_process.h"
+#include "plexus/version.h"
 #include "support/test_util.h"
 
 namespace plexus::testing {
@@ -37,14 +43,37 @@ using std::chrono::milliseconds;
 constexpr milliseconds kCommandTimeout(240000);
 constexpr milliseconds kServerTimeout(30000);
 
-// Runs a command to completion; its output goes into the failure message.
-void run(const std::vector<std::string>& argv, milliseconds timeout = kCommandTimeout) {
+// Runs a command to completion; its output goes into the failure message. *out: its stdout.
+void run(const std::vector<std::string>& argv, milliseconds timeout = kCommandTimeout,
+         std::string* out = nullptr) {
   Child c = Child::spawn(argv, {.pipe_stdin = false});
   ASSERT_TRUE(c.started()) << argv[0];
   child::Outcome o = child::communicate(c, "", timeout);
   std::string command;
   for (const std::string& a : argv) command += a + " ";
   ASSERT_EQ(o.status, 0) << command << "\n" << o.out << o.err;
+  if (out != nullptr) *out = o.out;
+}
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Splits a command's output into words at blanks (pkg-config's flags hold no quoted blanks).
+std::vector<std::string> words(const std::string& text) {
+  std::vector<std::string> out;
+  std::string word;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      if (!word.empty()) out.push_back(std::move(word));
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  if (!word.empty()) out.push_back(std::move(word));
+  return out;
 }
 
 // The plugin file names that process `pid` has mapped, as /proc/PID/maps shows them (absolute,
@@ -120,7 +149,7 @@ class RelocatedInstallTest : public ::testing::Test {
   // Installs the build tree as a package build would, under DESTDIR for a prefix that does not
   // exist here, then moves the staged prefix to <work>/moved/plexus. Sets prefix_.
   void installAndMove() {
-    const std::string staged_for = "/nonexistent/plexus-prefix";
+    const std::string staged_for = kStagedFor;
     ASSERT_NO_FATAL_FAILURE(run({"/usr/bin/env", "DESTDIR=" + (work_ / "stage").string(),
                                  PLEXUS_CMAKE_COMMAND, "--install", PLEXUS_BUILD_ROOT, "--prefix",
                                  staged_for}));
@@ -133,6 +162,8 @@ class RelocatedInstallTest : public ::testing::Test {
   }
 
   fs::path server() const { return prefix_ / "bin" / "plexus-server"; }
+  // Where the install was staged for, before the move: what the units name.
+  static constexpr const char* kStagedFor = "/nonexistent/plexus-prefix";
   fs::path pluginDir() const { return prefix_ / PLEXUS_INSTALL_LIBDIR / "plexus" / "plugins"; }
 
   fs::path work_;
@@ -238,6 +269,94 @@ TEST_F(RelocatedInstallTest, BuildsAnOutOfTreePluginAndServesIt) {
     EXPECT_EQ(s.exchange(text), upper);
     EXPECT_EQ(s.stop(), 0) << s.log();
   }
+}
+
+// plexus.pc: a program compiled and linked with nothing but `pkg-config --cflags --libs plexus`
+// (the moved prefix's, found through PKG_CONFIG_PATH) runs against the installed library.
+TEST_F(RelocatedInstallTest, BuildsAProgramThroughPkgConfig) {
+  ASSERT_NO_FATAL_FAILURE(installAndMove());
+  const fs::path pc_dir = prefix_ / PLEXUS_INSTALL_LIBDIR / "pkgconfig";
+  ASSERT_TRUE(fs::is_regular_file(pc_dir / "plexus.pc"));
+  std::string flags;
+  ASSERT_NO_FATAL_FAILURE(run({"/usr/bin/env", "PKG_CONFIG_PATH=" + pc_dir.string(), "pkg-config",
+                               "--cflags", "--libs", "plexus"},
+                              kCommandTimeout, &flags));
+  // Nothing of the build or source tree: only the moved prefix (and the system's Abseil).
+  EXPECT_EQ(flags.find(PLEXUS_BUILD_ROOT), std::string::npos) << flags;
+  EXPECT_EQ(flags.find(PLEXUS_SOURCE_DIR), std::string::npos) << flags;
+  EXPECT_NE(flags.find("-lplexus"), std::string::npos) << flags;
+  std::string version;
+  ASSERT_NO_FATAL_FAILURE(run({"/usr/bin/env", "PKG_CONFIG_PATH=" + pc_dir.string(), "pkg-config",
+                               "--modversion", "plexus"},
+                              kCommandTimeout, &version));
+  EXPECT_EQ(version, PLEXUS_VERSION_STRING "\n");
+
+  const fs::path source = work_ / "hello.cc";
+  std::ofstream(source) << R"(#include <cstdio>
+#include "plexus/inet_address.h"
+#include "plexus/version.h"
+int main() {
+  auto addr = plexus::InetAddress::fromIp("127.0.0.1", 7000);
+  auto bad = plexus::InetAddress::fromIp("not an address", 7000);
+  std::printf("%s %s %s\n", plexus::kVersion, addr.ok() ? addr->toIpPort().c_str() : "?",
+              bad.ok() ? "parsed" : "refused");
+}
+)";
+  const fs::path program = work_ / "hello";
+  std::vector<std::string> compile = {PLEXUS_CXX_COMPILER, source.string(), "-o", program.string()};
+  if (std::string(PLEXUS_SANITIZE).size() > 0) compile.push_back("-fsanitize=" PLEXUS_SANITIZE);
+  for (std::string& w : words(flags)) compile.push_back(std::move(w));
+  compile.push_back("-Wl,-rpath," + (prefix_ / PLEXUS_INSTALL_LIBDIR).string());
+  ASSERT_NO_FATAL_FAILURE(run(compile));
+  std::string out;
+  ASSERT_NO_FATAL_FAILURE(run({program.string()}, kCommandTimeout, &out));
+  EXPECT_EQ(out, PLEXUS_VERSION_STRING " 127.0.0.1:7000 refused\n");
+}
+
+// The systemd units name the server and config of the prefix installed to; the sample config is
+// there and the installed server reads it.
+TEST_F(RelocatedInstallTest, InstallsSystemdUnitsAndTheSampleConfig) {
+  ASSERT_NO_FATAL_FAILURE(installAndMove());
+  const fs::path units = prefix_ / "lib" / "systemd" / "system";
+  const std::string service = readFile(units / "plexus-server.service");
+  const std::string staged = kStagedFor;
+  EXPECT_NE(service.find("\nExecStart=" + staged + "/bin/plexus-server --config " + staged +
+                         "/etc/plexus/plexus-server.conf\n"),
+            std::string::npos)
+      << service;
+  EXPECT_NE(service.find("\nType=notify\n"), std::string::npos) << service;
+  EXPECT_NE(service.find("\nExecReload=/bin/kill -HUP $MAINPID\n"), std::string::npos);
+  EXPECT_TRUE(fs::is_regular_file(units / "plexus-server.socket"));
+
+  const fs::path config = prefix_ / "etc" / "plexus" / "plexus-server.conf";
+  ASSERT_TRUE(fs::is_regular_file(config));
+  Server s(server().string(), {"--config", config.string()});
+  ASSERT_TRUE(s.waitListening()) << s.log();
+  EXPECT_NE(s.log().find("plugin echo"), std::string::npos) << s.log();
+  EXPECT_EQ(s.exchange("configured\n"), "configured\n");
+  EXPECT_EQ(s.stop(), 0) << s.log();
+}
+
+// `cmake --install` again over an installed prefix keeps a config the user edited.
+TEST_F(RelocatedInstallTest, ReinstallKeepsAnEditedConfig) {
+  const fs::path prefix = work_ / "prefix";
+  ASSERT_NO_FATAL_FAILURE(
+      run({PLEXUS_CMAKE_COMMAND, "--install", PLEXUS_BUILD_ROOT, "--prefix", prefix.string()}));
+  const fs::path config = prefix / "etc" / "plexus" / "plexus-server.conf";
+  ASSERT_TRUE(fs::is_regular_file(config));
+  EXPECT_EQ(readFile(config),
+            readFile(fs::path(PLEXUS_SOURCE_DIR) / "deploy" / "plexus-server.conf"));
+  std::ofstream(config) << "port = 7000\n";
+  ASSERT_NO_FATAL_FAILURE(
+      run({PLEXUS_CMAKE_COMMAND, "--install", PLEXUS_BUILD_ROOT, "--prefix", prefix.string()}));
+  EXPECT_EQ(readFile(config), "port = 7000\n");
+  // The units name this prefix.
+  const std::string service = readFile(prefix / "lib" / "systemd" / "system" /
+                                       "plexus-server.service");
+  EXPECT_NE(service.find("\nExecStart=" + (prefix / "bin" / "plexus-server").string() +
+                         " --config " + config.string() + "\n"),
+            std::string::npos)
+      << service;
 }
 
 }  // namespace
