@@ -97,7 +97,9 @@ void attachLoopMetrics(MetricsRegistry* registry, EventLoop* loop, const std::st
   loop->runInLoop([probe = a.probe] { probe->arm(); });
   loop->setHandlerTiming(true);
   a.collector = registry->addCollector(
-      [loop, probe = a.probe, label](MetricSink& sink) { collectLoop(*loop, *probe, label, sink); });
+      [loop, probe = a.probe, label](MetricSink& sink) {
+        collectLoop(*loop, *probe, label, sink);
+      });
 }
 
 void detachLoopMetrics(MetricsRegistry* registry, EventLoop* loop) {

@@ -5,7 +5,10 @@
 set -u
 server=$1
 plugin_dir=$2
-command -v promtool >/dev/null || { echo "promtool is not installed (Debian: prometheus): skipped"; exit 77; }
+if ! command -v promtool >/dev/null; then
+  echo "promtool is not installed (Debian: prometheus): skipped"
+  exit 77
+fi
 command -v curl >/dev/null || { echo "curl is not installed: skipped"; exit 77; }
 
 tmp=$(mktemp -d)
@@ -45,7 +48,11 @@ for i in 1 2 3; do
 done
 
 curl -sf "http://127.0.0.1:$admin/metrics" >"$tmp/scrape" || { echo "curl /metrics failed"; exit 1; }
-grep -q '^plexus_connections_accepted_total{' "$tmp/scrape" || { echo "no connection series:"; cat "$tmp/scrape"; exit 1; }
+if ! grep -q '^plexus_connections_accepted_total{' "$tmp/scrape"; then
+  echo "no connection series:"
+  cat "$tmp/scrape"
+  exit 1
+fi
 if ! promtool check metrics <"$tmp/scrape"; then
   echo "promtool check metrics failed on:"
   cat "$tmp/scrape"

@@ -117,7 +117,8 @@ TEST_F(AdminServerTest, MetricsAndHealth) {
   const Response m = request(addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.head.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << m.head;
-  EXPECT_EQ(m.body, "# HELP demo_total A demo.\n# TYPE demo_total counter\ndemo_total{k=\"v\"} 42\n");
+  EXPECT_EQ(m.body,
+            "# HELP demo_total A demo.\n# TYPE demo_total counter\ndemo_total{k=\"v\"} 42\n");
 
   Response h = request(addr(), "GET /healthz HTTP/1.1\r\n\r\n");
   EXPECT_EQ(h.status, 200);
@@ -133,9 +134,10 @@ TEST_F(AdminServerTest, ErrorsAndHead) {
   const Response post = request(addr(), "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(post.status, 405);
   EXPECT_NE(post.head.find("Allow: GET, HEAD"), std::string::npos);
-  for (const char* bad : {"garbage\r\n\r\n", "GET /metrics\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n",
-                          "GET /metrics HTTP/2.0\r\n\r\n", "GET /metrics HTTP/1.1\r\nNoColon\r\n\r\n",
-                          "GET /metrics HTTP/1.1\r\nContent-Length: x\r\n\r\n"}) {
+  for (const char* bad :
+       {"garbage\r\n\r\n", "GET /metrics\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/2.0\r\n\r\n", "GET /metrics HTTP/1.1\r\nNoColon\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nContent-Length: x\r\n\r\n"}) {
     const Response r = request(addr(), bad);
     EXPECT_EQ(r.status, 400) << bad;
     EXPECT_NE(r.head.find("Connection: close"), std::string::npos) << bad;

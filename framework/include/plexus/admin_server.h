@@ -1,7 +1,8 @@
 #pragma once
 // AdminServer: a small HTTP/1.1 server on a loop thread of its own, for operators and their
 // monitoring: GET /metrics (the registry in the Prometheus text format, Content-Type: text/plain;
-// version=0.0.4) and GET /healthz (200 "ok\n" while serving, 503 "stopping\n" once setServing(false)).
+// version=0.0.4) and GET /healthz (200 "ok\n" while serving, 503 "stopping\n" once
+// setServing(false)).
 // HEAD works as GET without the body; other methods get 405, other paths 404, a malformed request
 // 400 and a request head past max_request_bytes 431, each of those closing the connection.
 // Keep-alive is HTTP/1.1's default; "Connection: close" (or HTTP/1.0 without keep-alive) closes

@@ -37,7 +37,9 @@ using MetricCounter = SingleWriterCounter;
 class MetricGauge {
  public:
   void set(int64_t v) { v_.store(v, std::memory_order_relaxed); }
-  void add(int64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void add(int64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   void sub(int64_t n = 1) { add(-n); }
   int64_t get() const { return v_.load(std::memory_order_relaxed); }
 
