@@ -29,10 +29,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "plexus/admin_server.h"
 #include "plexus/channel.h"
 #include "plexus/event_loop.h"
 #include "plexus/event_loop_thread_pool.h"
 #include "plexus/log.h"
+#include "plexus/metrics.h"
 #include "plexus/plugin_host.h"
 #include "plexus/plugin_loader.h"
 #include "plexus/tcp_server.h"
@@ -142,6 +144,13 @@ int serve(const ServerConfig& config) {
     listeners.push_back(Listener{&lc, *std::move(plugin), nullptr});
   }
 
+  // --admin-listen: the registry every server writes to, for /metrics. It outlives them all.
+  std::unique_ptr<MetricsRegistry> metrics;
+  if (config.admin_listen) {
+    metrics = std::make_unique<MetricsRegistry>();
+    metrics->addProcessMetrics();
+  }
+
   auto engine = makeEngine(config.server.engine);
   if (!engine.ok()) return fail(engine.status());
   EventLoop loop(*std::move(engine));
@@ -158,6 +167,8 @@ int serve(const ServerConfig& config) {
     TcpServerOptions options = config.server;
     options.listen_address = l.config->address;
     options.listen_fd = l.config->inherited_fd;  // socket activation (systemd.h)
+    options.metrics = metrics.get();
+    options.metric_labels = {{"plugin", l.plugin->name()}};
     l.server = std::make_unique<TcpServer>(&loop, options, pool);
     servePlugin(*l.server, l.plugin->factory());
     // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
@@ -200,6 +211,8 @@ int serve(const ServerConfig& config) {
     pool->stop();
     loop.quit();
   };
+  // The admin listener: its own thread; stopped (by its destructor) before the servers go.
+  std::unique_ptr<AdminServer> admin;
   int signals_seen = 0;
   SignalWatcher watcher(&loop, signals, [&](int signo) {
     if (signo == SIGHUP) {
@@ -207,6 +220,7 @@ int serve(const ServerConfig& config) {
       return;
     }
     if (++signals_seen == 1) {
+      if (admin) admin->setServing(false);  // /healthz: 503 from now on
       const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
                sigabbrev_np(signo), grace);
@@ -219,6 +233,14 @@ int serve(const ServerConfig& config) {
   });
   if (absl::Status watching = watcher.start(); !watching.ok()) return fail(watching);
   if (config.server.reuse_port && !config.supervised) warnIfRequestsCannotMigrate();
+
+  if (metrics) {
+    AdminServerOptions admin_options;
+    admin_options.listen_address = *config.admin_listen;
+    admin = std::make_unique<AdminServer>(metrics.get(), admin_options);
+    if (absl::Status started = admin->start(); !started.ok()) return fail(started);
+    LOG_INFO("admin listening on %s (/metrics, /healthz)", admin->listenAddress().toIpPort());
+  }
 
   const int threads = config.server.threads;
   const std::string thread_text =

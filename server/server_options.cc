@@ -258,7 +258,10 @@ po::options_description settingsDescription(const ServerConfig& defaults) {
     ("log-level", po::value<std::string>()->default_value("info"),
         "trace, debug, info, warn or error")
     ("stats", po::bool_switch()->default_value(false),
-        "at exit, print the loops' syscall counters as one line 'stats: {json}' on stderr");
+        "at exit, print the loops' syscall counters as one line 'stats: {json}' on stderr")
+    ("admin-listen", po::value<std::string>()->value_name("HOST:PORT"),
+        "serve /metrics (Prometheus) and /healthz over HTTP on HOST:PORT (port 0: any free "
+        "port, logged); default: no admin listener");
   // clang-format on
   return desc;
 }
@@ -425,6 +428,16 @@ absl::StatusOr<ServerConfig> buildConfig(const po::variables_map& vm, ServerConf
   config.server.connection.high_water_mark = *hwm_bytes;
 
   config.print_stats = vm["stats"].as<bool>();
+
+  if (vm.count("admin-listen")) {
+    const std::string admin = vm["admin-listen"].as<std::string>();
+    auto address = InetAddress::parse(admin);
+    if (!address.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "invalid --admin-listen '%s': %s", admin, address.status().message()));
+    }
+    config.admin_listen = *address;
+  }
 
   auto grace = parseSeconds("shutdown-timeout", get("shutdown-timeout"));
   if (!grace.ok()) return grace.status();

@@ -3,6 +3,7 @@
 // every option. Boost.program_options stays in server_options.cc.
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,8 @@ struct ServerConfig {
   // --workers: worker processes under a supervisor (server/supervisor.h); 0: none, serve here.
   int workers = 0;
   bool supervised = false;  // set in a --workers worker (not an option)
+  // --admin-listen HOST:PORT: where /metrics and /healthz are served; unset: no admin listener.
+  std::optional<InetAddress> admin_listen;
   std::string config_file;  // empty: none was given
 };
 

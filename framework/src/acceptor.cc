@@ -187,6 +187,8 @@ void Acceptor::shedOne() {
     if (conn >= 0) {
       closeFd(conn);
       ++shed_in_burst_;
+      shed_total_.add();
+      if (shed_also_ != nullptr) shed_also_->add();
     }
     reserve_fd_ = openReserveFd();
     if (conn >= 0) return;

@@ -34,6 +34,11 @@ class Acceptor final : private EventHandler {
   // Stops watching and closes the listening socket.
   void close();
   const InetAddress& boundAddress() const { return bound_; }
+  // Connections shed for lack of fds (EMFILE, ENFILE, ...). Any thread.
+  uint64_t shedTotal() const { return shed_total_.get(); }
+  // Also counts each connection shed in `*counter` (written on this loop's thread; it must outlive
+  // the acceptor): per-loop listeners add into their loop's count, which outlives them.
+  void alsoCountShedIn(SingleWriterCounter* counter) { shed_also_ = counter; }
 
  private:
   void handleEvent(uint32_t revents) override;
@@ -52,6 +57,8 @@ class Acceptor final : private EventHandler {
   NewConnectionCallback new_connection_;
   bool shedding_ = false;
   uint64_t shed_in_burst_ = 0;
+  SingleWriterCounter shed_total_;  // written on the loop thread
+  SingleWriterCounter* shed_also_ = nullptr;
   TimerId resume_timer_;
 };
 

@@ -76,11 +76,13 @@ absl::Status EventLoop::run() {
   int failures = 0;  // waits failed in a row
   absl::Status gave_up;
   while (!quit_.load(std::memory_order_acquire)) {
+    const bool timing = time_handlers_.load(std::memory_order_relaxed);
     if (gave_up.ok()) {
       handling_events_ = true;
       // The engine calls handleReady() for each ready channel, re-arms oneshot fds, and skips the
       // later events of a channel removed during the batch (it may already be destroyed).
-      absl::StatusOr<int> n = engine_->dispatch(kMaxWaitMs, &EventLoop::handleReady, this);
+      absl::StatusOr<int> n = engine_->dispatch(
+          kMaxWaitMs, timing ? &EventLoop::handleReadyTimed : &EventLoop::handleReady, this);
       handling_events_ = false;
       counters_.wait_calls.add();
       if (n.ok()) {
@@ -108,6 +110,10 @@ absl::Status EventLoop::run() {
       awaitFunctors();
     }
     runPendingFunctors();
+    if (timing && batch_start_ != Clock::time_point{}) {
+      counters_.handler_ns.add(static_cast<uint64_t>((Clock::now() - batch_start_).count()));
+      batch_start_ = Clock::time_point{};
+    }
     iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   return gave_up;
@@ -122,6 +128,12 @@ void EventLoop::awaitFunctors() {
 
 void EventLoop::handleReady(void* ctx, int /*fd*/, uint32_t events, void* /*loop*/) {
   static_cast<Channel*>(ctx)->handleEvent(events);
+}
+
+void EventLoop::handleReadyTimed(void* ctx, int fd, uint32_t events, void* loop) {
+  auto* self = static_cast<EventLoop*>(loop);
+  if (self->batch_start_ == Clock::time_point{}) self->batch_start_ = Clock::now();
+  handleReady(ctx, fd, events, loop);
 }
 
 void EventLoop::quit() {

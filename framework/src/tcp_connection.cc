@@ -194,6 +194,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     getLoop()->counters().read_calls.add();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
+      getLoop()->counters().bytes_received.add(static_cast<uint64_t>(n));
       noteActivity();
       // `in` stays valid through the call, even if the handler closes the connection: a close
       // during an event leaves input_'s memory alone until the event is over.
@@ -258,6 +259,7 @@ void TcpConnection::handleEvent(uint32_t revents) {
       lingerEvent(revents);
     }
   } else if ((revents & kEventHangup) && !(revents & kEventRead)) {
+    close_reason_ = CloseReason::kError;
     handleClose();
   } else if (revents & kEventError) {
     handleError();
@@ -286,11 +288,13 @@ void TcpConnection::eventClosedIt() {
 
 void TcpConnection::readFailed(int err) {
   LOG_DEBUG("connection %s: read: %s", name(), std::strerror(err));
+  close_reason_ = CloseReason::kError;
   handleClose();
 }
 
 void TcpConnection::writeFailed(int err) {
   LOG_DEBUG("connection %s: write: %s", name(), std::strerror(err));
+  close_reason_ = CloseReason::kError;
   handleClose();
 }
 
@@ -300,6 +304,7 @@ void TcpConnection::interestFailed(const absl::Status& why) {
   LOG_WARN("connection %s: cannot change what it waits for (%s): closing it", name(),
            why.message());
   getLoop()->counters().interest_failures.add();
+  close_reason_ = CloseReason::kError;
   handleClose();
 }
 
@@ -307,6 +312,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
+  close_reason_ = CloseReason::kPeer;
   if (outputEmpty() && !handler_->holdsOutput()) {
     handleClose();
     return;
@@ -515,9 +521,24 @@ void TcpConnection::reportClosed(const TcpConnectionPtr& guard) {
   handler_->onClose(guard);
 }
 
+const char* closeReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kServer:
+      return "server";
+    case CloseReason::kPeer:
+      return "peer_eof";
+    case CloseReason::kError:
+      return "error";
+    case CloseReason::kIdle:
+      return "idle_timeout";
+  }
+  return "server";
+}
+
 void TcpConnection::handleError() {
   const int err = detail::socketError(channel_.fd());
   LOG_DEBUG("connection %s: %s", name(), err ? std::strerror(err) : "socket error");
+  close_reason_ = CloseReason::kError;
   handleClose();
 }
 
@@ -783,6 +804,7 @@ void TcpConnection::onIdleTimer() {
   if (idle >= idle_timeout_) {
     LOG_INFO("connection %s idle for %.1f s: closing", name(),
              std::chrono::duration<double>(idle).count());
+    close_reason_ = CloseReason::kIdle;
     handleClose();
   } else {
     armIdleTimer(idle_timeout_ - idle);

@@ -3,11 +3,19 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/notification.h"
 #include "acceptor.h"
+#include "loop_metrics.h"
+#include "plexus/metrics.h"
 #include "plexus/event_loop_thread_pool.h"
 #include "plexus/log.h"
 #include "socket_ops.h"
 
 namespace plexus {
+
+namespace {
+constexpr const char* kRefusedHelp =
+    "Connections refused, by reason: limit (--max-connections), emfile (out of fds: accepted and "
+    "closed), engine (the engine could not watch it).";
+}  // namespace
 
 // The connections owned by one loop, and their owner. Touched on that loop's thread only.
 struct TcpServer::LoopConnections final : ConnectionOwner {
@@ -24,6 +32,16 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   // AcceptMode::kReusePort: this loop's own listening socket, and its limit-reached log state.
   std::unique_ptr<detail::Acceptor> acceptor;
   bool refusing_logged = false;
+  // Connections its listeners shed for lack of fds (written on this loop; read by scrapes).
+  SingleWriterCounter shed;
+  // This loop's connection series, when the server has a registry (written on this loop only).
+  struct Series {
+    MetricCounter* accepted;
+    MetricGauge* open;
+    MetricCounter* closed[4];  // by CloseReason
+    MetricCounter* refused_engine;
+  };
+  std::unique_ptr<Series> series;
 
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
@@ -51,6 +69,7 @@ TcpServer::~TcpServer() {
   if (acceptor_) acceptor_->close();
   closeLoopListeners();
   closeAllNow();
+  detachMetrics();
   runLoopStopCallbacks();
   if (pool_ && !shared_pool_) pool_->stop();
 }
@@ -146,8 +165,82 @@ absl::Status TcpServer::start() {
     acceptor_->setNewConnectionCallback(
         [this](int fd, const InetAddress& peer) { newConnection(fd, peer); });
   }
+  attachMetrics();
   started_ = true;
   return absl::OkStatus();
+}
+
+std::string TcpServer::loopLabel(EventLoop* loop, size_t index) const {
+  return loop == base_loop_ ? "main" : std::to_string(index);
+}
+
+// Before any connection reaches a loop: the series pointers are in place when the loops read them
+// (the hand-over through runInLoop orders it).
+void TcpServer::attachMetrics() {
+  MetricsRegistry* registry = options_.metrics;
+  if (registry == nullptr) return;
+  MetricLabels base = {{"listener", bound_address_.toIpPort()}};
+  base.insert(base.end(), options_.metric_labels.begin(), options_.metric_labels.end());
+  auto with = [&base](MetricLabels more) {
+    MetricLabels all = base;
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  };
+  detail::attachLoopMetrics(registry, base_loop_, "main");
+  for (size_t i = 0; i < per_loop_.size(); ++i) {
+    LoopConnections* lc = per_loop_[i].get();
+    const std::string loop = loopLabel(lc->loop, i);
+    if (lc->loop != base_loop_) detail::attachLoopMetrics(registry, lc->loop, loop);
+    auto series = std::make_unique<LoopConnections::Series>();
+    series->accepted = registry->counter(
+        "plexus_connections_accepted_total",
+        "Connections the loop took (accepted = open + closed).", with({{"loop", loop}}));
+    series->open = registry->gauge("plexus_connections_open", "Connections open on the loop.",
+                                   with({{"loop", loop}}));
+    for (CloseReason r : {CloseReason::kServer, CloseReason::kPeer, CloseReason::kError,
+                          CloseReason::kIdle}) {
+      series->closed[static_cast<size_t>(r)] = registry->counter(
+          "plexus_connections_closed_total",
+          "Connections closed, by reason: peer_eof (the peer ended it), error (reset, read or "
+          "write error), idle_timeout, server (the server or its handler closed it).",
+          with({{"loop", loop}, {"reason", closeReasonName(r)}}));
+    }
+    series->refused_engine = registry->counter(
+        "plexus_connections_refused_total", kRefusedHelp,
+        with({{"loop", loop}, {"reason", "engine"}}));
+    lc->series = std::move(series);
+  }
+  // Refusals on the base loop: the connection limit (an atomic the server keeps anyway) and
+  // connections shed for lack of fds.
+  metrics_collector_ = registry->addCollector([this, labels = std::move(base)](MetricSink& sink) {
+    MetricLabels l = labels;
+    l.emplace_back("loop", "main");
+    l.emplace_back("reason", "limit");
+    sink.add("plexus_connections_refused_total", kRefusedHelp, MetricType::kCounter, l,
+             static_cast<double>(refusedTotal()));
+    l.back().second = "emfile";
+    sink.add("plexus_connections_refused_total", kRefusedHelp, MetricType::kCounter, l,
+             static_cast<double>(shedTotal()));
+  });
+  metrics_attached_ = true;
+}
+
+// Before the loops may go: once this returned no scrape reads them or this server.
+void TcpServer::detachMetrics() {
+  if (!metrics_attached_) return;
+  metrics_attached_ = false;
+  MetricsRegistry* registry = options_.metrics;
+  registry->removeCollector(metrics_collector_);
+  detail::detachLoopMetrics(registry, base_loop_);
+  for (const auto& lc : per_loop_) {
+    if (lc->loop != base_loop_) detail::detachLoopMetrics(registry, lc->loop);
+  }
+}
+
+uint64_t TcpServer::shedTotal() const {
+  uint64_t total = acceptor_ ? acceptor_->shedTotal() : 0;
+  for (const auto& lc : per_loop_) total += lc->shed.get();
+  return total;
 }
 
 std::vector<EventLoop*> TcpServer::loops() const {
@@ -194,6 +287,11 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
   lc->loop->assertInLoopThread();
   // In the map before the connection callback runs: that callback may close it at once.
   lc->connections.emplace(conn->id(), conn);
+  // Counted before the connection callback runs, which may close it at once.
+  if (lc->series) {
+    lc->series->accepted->add();
+    lc->series->open->add();
+  }
   absl::Status s = conn->connectEstablished();
   if (!s.ok()) {
     if (lc->refused_in_burst++ == 0) {
@@ -201,6 +299,11 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
                 conn->peerAddress().toIpPort(), s.message());
     }
     lc->connections.erase(conn->id());
+    if (lc->series) {  // accepted = open + closed holds still
+      lc->series->open->sub();
+      lc->series->closed[static_cast<size_t>(CloseReason::kError)]->add();
+      lc->series->refused_engine->add();
+    }
     releaseConnection(lc->loop);
   } else {
     if (lc->refused_in_burst > 1) {
@@ -213,6 +316,10 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
 void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
   if (lc->connections.erase(conn->id()) == 0) return;
+  if (lc->series) {
+    lc->series->open->sub();
+    lc->series->closed[static_cast<size_t>(conn->closeReason())]->add();
+  }
   // Destroyed after the current event: the connection may be in the middle of handling it.
   lc->loop->queueInLoop([conn] { conn->connectDestroyed(); });
   releaseConnection(lc->loop);
@@ -270,6 +377,7 @@ void TcpServer::maybeFinishStop() {
     for (EventLoop* loop : pool_->loops()) final_sub_loop_stats_ += loop->stats();
   }
   closeLoopListeners();  // before their loops stop
+  detachMetrics();
   runLoopStopCallbacks();
   if (pool_ && !shared_pool_) pool_->stop();
   auto done = std::move(stop_done_);
@@ -407,6 +515,7 @@ absl::Status TcpServer::listenOnEachLoop() {
       acceptor->setNewConnectionCallback(
           [this, lc](int fd, const InetAddress& peer) { acceptOnLoop(lc, fd, peer); });
       address = acceptor->boundAddress();
+      acceptor->alsoCountShedIn(&lc->shed);
       lc->acceptor = std::move(acceptor);
     });
     if (!s.ok()) return s;

@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -32,6 +33,7 @@
 #include "http_config.h"
 #include "http_util.h"
 #include "plexus/buffer.h"
+#include "plexus/metrics.h"
 #include "plexus/plugin.h"
 #include "plexus/plugin_export.h"
 #include "request_parser.h"
@@ -70,6 +72,20 @@ struct LoopState {
   size_t files_bytes = 0;
 
   int64_t mono_ms = 0;  // CLOCK_MONOTONIC_COARSE, for the lazy idle deadline
+
+  // plexus_http_requests_total{status}: each status's series looked up the first time this loop
+  // answers it (the registry's lock, once per status), then a plain counter.
+  MetricsScope* metrics = nullptr;
+  std::array<MetricCounter*, 600> by_status{};
+  void countResponse(int code) {
+    if (metrics == nullptr || code < 100 || code > 599) return;
+    MetricCounter*& c = by_status[static_cast<size_t>(code)];
+    if (c == nullptr) {
+      c = metrics->counter("plexus_http_requests_total", "HTTP requests answered, by status code.",
+                           {{"status", std::to_string(code)}});
+    }
+    c->add();
+  }
 
   // The clocks read once per batch (vDSO calls, no syscall); the dates rewritten once a second.
   void tick() {
@@ -675,6 +691,7 @@ class HttpHandler final : public ProtocolHandler {
   }
 
   void log(int code, uint64_t body_bytes) {
+    loop_.countResponse(code);
     if (server_.log_fd < 0) return;
     Pending& p = pending_;
     std::string& line = loop_.log_line;
@@ -856,6 +873,7 @@ class HttpFactory final : public PluginFactory {
     if (!loops_[loop.index]) {
       loops_[loop.index] = std::make_unique<LoopState>();
       loops_[loop.index]->out.reserve(16 * 1024);
+      loops_[loop.index]->metrics = loop.metrics;
     }
     return loops_[loop.index].get();
   }

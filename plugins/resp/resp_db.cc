@@ -207,6 +207,7 @@ Entry* Db::find(std::string_view key, int64_t now_ms) {
   if (e.hasTtl() && expireAt(e) <= now_ms) {
     dropTtl(key);
     entries_.erase(it);
+    ++expired_;
     return nullptr;
   }
   return &e;
@@ -281,6 +282,7 @@ size_t Db::activeExpire(int64_t now_ms, size_t samples, int max_rounds) {
         const std::string key = ttl_keys_[index];
         erase(key);
         ++expired;
+        ++expired_;
       }
     }
     deleted += expired;

@@ -145,6 +145,8 @@ class Db {
   int64_t expireAt(const Entry& e) const;
   bool persist(Entry* e);
   size_t withTtl() const { return expires_.size(); }
+  // Keys deleted because their TTL had passed (lazy and active expiry), ever.
+  uint64_t expiredTotal() const { return expired_; }
 
   // Redis's active expiry: samples up to `samples` keys with a TTL, deletes the expired ones,
   // and goes on while more than a quarter of a sample had expired (at most `max_rounds`).
@@ -171,6 +173,7 @@ class Db {
   absl::flat_hash_map<std::string, Ttl, StringHash, StringEq> expires_;
   std::vector<std::string> ttl_keys_;  // the keys of expires_, for sampling at random
   std::minstd_rand rng_{12345};
+  uint64_t expired_ = 0;
 };
 
 }  // namespace plexus::resp

@@ -71,6 +71,7 @@ class RespHandler final : public ProtocolHandler {
       : store_(factory.store()),
         parser_(factory.options().limits),
         loop_index_(loop.index),
+        commands_(factory.commandCounters(loop)),
         flights_(std::make_shared<Flights>()) {
     client_.id = id;
     flights_->origin = loop.loop;
@@ -131,6 +132,7 @@ class RespHandler final : public ProtocolHandler {
   // False: not run yet (it must wait for forwarded commands); reading is paused meanwhile.
   bool dispatch(Session& session, Args args) {
     const CommandSpec* spec = lookupCommand(args[0]);
+    if (commands_ != nullptr) commands_->count(spec);
     if (hop_ && !joinsHop(spec, args)) postHop();
     if (client_.in_multi && (spec == nullptr || spec->keys != KeyMode::kControl)) {
       if (rejectCommand(spec, args, out_)) {
@@ -312,6 +314,7 @@ class RespHandler final : public ProtocolHandler {
   Store& store_;
   RespParser parser_;
   size_t loop_index_;
+  RespFactory::CommandCounters* const commands_;  // this loop's, or null
   ClientState client_;
   std::string out_;
   std::vector<size_t> shards_;
@@ -359,6 +362,23 @@ RespFactory::RespFactory(const PluginArgs& args, Clock clock) : options_(parseOp
     store_ = std::make_unique<ShardedStore>(std::move(clock));
   else
     store_ = std::make_unique<StripedStore>(std::move(clock));
+}
+
+void RespFactory::CommandCounters::count(const CommandSpec* spec) {
+  MetricCounter*& c = by_command_[spec];
+  if (c == nullptr) {
+    c = scope_->counter("plexus_resp_commands_total", "RESP commands received, by name.",
+                        {{"command", spec != nullptr ? spec->name : "unknown"}});
+  }
+  c->add();
+}
+
+RespFactory::CommandCounters* RespFactory::commandCounters(const LoopInfo& loop) {
+  if (loop.metrics == nullptr) return nullptr;
+  absl::MutexLock lock(&counters_mu_);
+  std::unique_ptr<CommandCounters>& c = counters_[loop.index];
+  if (!c) c = std::make_unique<CommandCounters>(loop.metrics);
+  return c.get();
 }
 
 std::unique_ptr<ProtocolHandler> RespFactory::newHandler(const LoopInfo& loop) {

@@ -5,8 +5,14 @@
 // max-bulk=SIZE (512M), max-multibulk=N (1048576). SIZE takes K, M, G suffixes. Anything else is
 // refused with std::invalid_argument.
 
+#include <map>
 #include <memory>
 #include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "plexus/metrics.h"
 
 #include "plexus/plugin.h"
 #include "resp_parser.h"
@@ -34,7 +40,24 @@ class RespFactory final : public PluginFactory {
   Store& store() { return *store_; }
   const RespOptions& options() const { return options_; }
 
+  // One loop's plexus_resp_commands_total{command}: each command's series looked up the first
+  // time the loop sees it, then a plain counter. Loop thread only.
+  class CommandCounters {
+   public:
+    explicit CommandCounters(MetricsScope* scope) : scope_(scope) {}
+    void count(const CommandSpec* spec);
+
+   private:
+    MetricsScope* const scope_;
+    absl::flat_hash_map<const CommandSpec*, MetricCounter*> by_command_;
+  };
+  // The counters of `loop` (made on first use; null without LoopInfo::metrics). They live as long
+  // as the factory.
+  CommandCounters* commandCounters(const LoopInfo& loop);
+
  private:
+  absl::Mutex counters_mu_;
+  std::map<size_t, std::unique_ptr<CommandCounters>> counters_ ABSL_GUARDED_BY(counters_mu_);
   RespOptions options_;
   std::unique_ptr<Store> store_;
   std::atomic<uint64_t> next_client_id_{1};

@@ -5,6 +5,7 @@
 #include "absl/base/call_once.h"
 #include "absl/hash/hash.h"
 #include "absl/time/clock.h"
+#include "plexus/metrics.h"
 
 namespace plexus::resp {
 namespace {
@@ -47,11 +48,44 @@ size_t Store::activeExpireCycle(size_t loop_index, size_t loops) {
   return deleted;
 }
 
+Store::Figures Store::figures(size_t loop_index, size_t loops) {
+  Figures f;
+  if (loops == 0) return f;
+  for (size_t i = loop_index; i < shards_.size(); i += loops) {
+    Shard& s = *shards_[i];
+    absl::MutexLock lock(&s.mu);
+    f.keys += s.db.size();
+    f.expired += s.db.expiredTotal();
+  }
+  return f;
+}
+
 void Store::onLoopStart(const LoopInfo& loop) {
   if (loop.loop == nullptr) return;  // (an in-memory harness: no loop to time)
   const size_t index = loop.index, count = loop.count;
-  const TimerId id = loop.loop->runEvery(kExpireInterval,
-                                         [this, index, count] { activeExpireCycle(index, count); });
+  // The loop's share of the key space (the shards its expiry looks after), refreshed with each
+  // expiry round: the sums over loops are the whole store's.
+  MetricGauge* keys = nullptr;
+  MetricCounter* expired = nullptr;
+  if (loop.metrics != nullptr) {
+    keys = loop.metrics->gauge("plexus_resp_keys",
+                               "Keys in the store (the shards this loop expires; refreshed every "
+                               "100 ms).");
+    expired = loop.metrics->counter(
+        "plexus_resp_expired_keys_total",
+        "Keys deleted because their TTL passed, lazily or by active expiry (refreshed every "
+        "100 ms).");
+  }
+  auto seen = std::make_shared<uint64_t>(0);  // expired keys already counted (loop thread only)
+  const TimerId id = loop.loop->runEvery(kExpireInterval, [this, index, count, keys, expired,
+                                                           seen] {
+    activeExpireCycle(index, count);
+    if (keys == nullptr) return;
+    const Figures f = figures(index, count);
+    keys->set(static_cast<int64_t>(f.keys));
+    if (f.expired > *seen) expired->add(f.expired - *seen);
+    *seen = f.expired;
+  });
   absl::MutexLock lock(&timers_mu_);
   timers_.emplace_back(loop.loop, id);
 }

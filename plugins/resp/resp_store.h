@@ -65,6 +65,12 @@ class Store : public Keyspace {
   // One round of active expiry over the shards loop `loop_index` of `loops` looks after. Returns
   // the keys deleted.
   size_t activeExpireCycle(size_t loop_index, size_t loops);
+  // Over the same shards: the keys they hold and the keys they have expired, ever.
+  struct Figures {
+    uint64_t keys = 0;
+    uint64_t expired = 0;
+  };
+  Figures figures(size_t loop_index, size_t loops);
 
  protected:
   explicit Store(Clock clock) : clock_(std::move(clock)) {}

@@ -124,7 +124,7 @@ TEST_F(PluginLoaderTest, ApiVersionMismatch) {
   auto plugin = loadPlugin("badversion", {kTestPluginDir});
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'badversion' was built for plugin API version 999, this server has version 3");
+            "plugin 'badversion' was built for plugin API version 999, this server has version 4");
 }
 
 TEST_F(PluginLoaderTest, PluginApiVersionOneIsRefusedByItsVersion) {
@@ -133,7 +133,7 @@ TEST_F(PluginLoaderTest, PluginApiVersionOneIsRefusedByItsVersion) {
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'apiv1' was built for plugin API version 1, this server has version 3");
+            "plugin 'apiv1' was built for plugin API version 1, this server has version 4");
 }
 
 TEST_F(PluginLoaderTest, PluginApiVersionTwoIsRefusedByItsVersion) {
@@ -142,7 +142,15 @@ TEST_F(PluginLoaderTest, PluginApiVersionTwoIsRefusedByItsVersion) {
   ASSERT_FALSE(plugin.ok());
   EXPECT_EQ(plugin.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(plugin.status().message(),
-            "plugin 'apiv2' was built for plugin API version 2, this server has version 3");
+            "plugin 'apiv2' was built for plugin API version 2, this server has version 4");
+}
+
+TEST_F(PluginLoaderTest, PluginApiVersionThreeStillLoads) {
+  // Version 4 only added LoopInfo::metrics at the end, which a version 3 plugin never reads.
+  auto plugin = loadPlugin("apiv3", {kTestPluginDir});
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  EXPECT_EQ((*plugin)->name(), "apiv3");
+  EXPECT_NE((*plugin)->factory()->newHandler(LoopInfo{}), nullptr);
 }
 
 TEST_F(PluginLoaderTest, AnotherCompilerWithTheSameLibraryLoads) {

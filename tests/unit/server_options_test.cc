@@ -607,3 +607,27 @@ TEST(ServerOptionsTest, HelpShowsTheListenerForm) {
 
 }  // namespace
 }  // namespace plexus::server
+
+namespace plexus::server {
+namespace {
+
+TEST(ServerOptionsAdminTest, AdminListenIsOffByDefaultAndParsed) {
+  EXPECT_FALSE(config({}).admin_listen.has_value());
+  ServerConfig c = config({"--admin-listen", "127.0.0.1:9100"});
+  ASSERT_TRUE(c.admin_listen.has_value());
+  EXPECT_EQ(c.admin_listen->toIpPort(), "127.0.0.1:9100");
+  EXPECT_EQ(config({"--admin-listen", "127.0.0.1:0"}).admin_listen->port(), 0);
+  EXPECT_EQ(error({"--admin-listen", "127.0.0.1:99999"})
+                .rfind("invalid --admin-listen '127.0.0.1:99999'", 0),
+            0u);
+}
+
+TEST(ServerOptionsAdminTest, AdminListenFromTheConfigFile) {
+  ConfigFile file("admin-listen = 127.0.0.1:9101\n");
+  ServerConfig c = config({"--config", file.path()});
+  ASSERT_TRUE(c.admin_listen.has_value());
+  EXPECT_EQ(c.admin_listen->toIpPort(), "127.0.0.1:9101");
+}
+
+}  // namespace
+}  // namespace plexus::server

@@ -1,5 +1,5 @@
 #pragma once
-// The Plexus plugin API, version 3.
+// The Plexus plugin API, version 4.
 //
 // A protocol plugin is a shared object that exports one PluginDescriptor (see plugin_export.h). The
 // server loads it, checks the API version and build signature, calls `create` once with the
@@ -22,8 +22,9 @@
 // error logged; the server goes on serving every other connection.
 //
 // Version history: 1 (Plexus 0.1.0) had no build signature; 2 added it; 3 added timers, pausing
-// reads, deferred replies, slices and file ranges, per-loop hooks and the stop notice. The loader
-// refuses every other version with a one-line error naming both versions.
+// reads, deferred replies, slices and file ranges, per-loop hooks and the stop notice; 4 added
+// LoopInfo::metrics at the end of LoopInfo, which version 3 plugins never read: the loader takes
+// versions 3 and 4 and refuses every other with a one-line error naming both versions.
 
 #include <atomic>
 #include <chrono>
@@ -39,8 +40,11 @@ namespace plexus {
 
 class Buffer;
 class EventLoop;
+class MetricsScope;
 
-inline constexpr uint32_t kPluginApiVersion = 3;
+inline constexpr uint32_t kPluginApiVersion = 4;
+// The oldest version the loader still takes (the versions between are additive).
+inline constexpr uint32_t kPluginApiOldestVersion = 3;
 
 // A timer of one connection (Session::runAfter). 0 is no timer.
 using SessionTimerId = uint64_t;
@@ -52,6 +56,11 @@ struct LoopInfo {
   size_t index = 0;
   // How many loops serve this plugin's listener.
   size_t count = 1;
+  // Since version 4: where the plugin registers its own counters and gauges for this loop (see
+  // metrics.h); its series get the labels loop, listener and plugin. Never null (without an admin
+  // listener the series are kept and not exported). Register in onLoopStart (any thread may, but
+  // never per message), keep the pointers, and write them on this loop's thread only.
+  MetricsScope* metrics = nullptr;
 };
 
 // A reply promised now and sent later, maybe from another thread: Session::deferReply() keeps its

@@ -60,6 +60,13 @@ struct ConnectionOptions {
   bool tcp_no_delay = true;
 };
 
+// Why a connection closed, as far as it knows: the server (or the handler) closed it; the peer
+// ended its side (EOF) and the connection closed after flushing; a read or write failed, the
+// peer reset it or the engine could not watch it any more; it was idle past its idle timeout.
+enum class CloseReason : uint8_t { kServer, kPeer, kError, kIdle };
+// "server", "peer_eof", "error", "idle_timeout".
+const char* closeReasonName(CloseReason reason);
+
 // The protocol side of one connection: it takes the connection's input, drain and close notices.
 // There is one input path: every connection has a handler. Until setHandler() gives it one of its
 // own, a connection uses a built-in handler that calls the shared ConnectionCallbacks (so
@@ -184,6 +191,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   // Number of bytes the peer sent us / we wrote to the peer. Loop thread only.
   uint64_t bytesReceived() const { return bytes_received_; }
   uint64_t bytesSent() const { return bytes_sent_; }
+  // Why it closed (meaningful once disconnected()). Loop thread only.
+  CloseReason closeReason() const { return close_reason_; }
 
  private:
   enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
@@ -240,6 +249,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   }
   void noteSent(size_t n) {
     bytes_sent_ += n;
+    getLoop()->counters().bytes_sent.add(n);
     noteActivity();
   }
 
@@ -256,6 +266,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool redeliver_queued_ = false;// deliverPendingInput() is queued
   bool close_report_pending_ = false;  // closed during an event: reported when it ends
   bool lingering_ = false;       // closing: discarding the peer's bytes until its EOF
+  CloseReason close_reason_ = CloseReason::kServer;
   Channel channel_;
   Buffer input_;
   Buffer output_;

@@ -24,6 +24,7 @@
 namespace plexus {
 
 class EventLoopThreadPool;
+class MetricsRegistry;
 namespace detail {
 class Acceptor;
 }
@@ -59,6 +60,11 @@ struct TcpServerOptions {
   // (it closes it when it stops), whether start() succeeds or not. reuse_port and backlog do not
   // apply to it.
   int listen_fd = -1;
+  // Where the server's series go (metrics.h: connections by listener and loop, the loops' own
+  // figures); null: nowhere. The registry must outlive the server.
+  MetricsRegistry* metrics = nullptr;
+  // Labels added to the server's series besides listener= and loop=, e.g. {"plugin", "echo"}.
+  std::vector<std::pair<std::string, std::string>> metric_labels;
 };
 
 class TcpServer {
@@ -117,6 +123,9 @@ class TcpServer {
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
   std::string engineDescription() const { return base_loop_->engineDescription(); }
+  // The label of `loop`, loops()[index], in metrics: "main" for the base loop, else the index.
+  // Any thread.
+  std::string loopLabel(EventLoop* loop, size_t index) const;
   // The counters of the base loop and every sub-loop, summed. After stop() completed: as they
   // were when the sub-loops stopped. Base loop thread.
   LoopStats stats() const;
@@ -141,6 +150,10 @@ class TcpServer {
                                Duration grace);
   // On the connection's loop: registers it and starts it (or lets it go if the server stops).
   void establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn);
+  void attachMetrics();
+  // Connections shed for lack of fds, by every listener of the server. Any thread.
+  uint64_t shedTotal() const;
+  void detachMetrics();
 
   EventLoop* const base_loop_;
   TcpServerOptions options_;
@@ -168,6 +181,8 @@ class TcpServer {
   std::atomic<uint64_t> refused_total_{0};
   bool refusing_logged_ = false;
   LoopStats final_sub_loop_stats_;  // set once the sub-loops stopped
+  bool metrics_attached_ = false;
+  uint64_t metrics_collector_ = 0;
   // Expires with the server: work queued on the base loop checks it before touching `this`.
   const std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };

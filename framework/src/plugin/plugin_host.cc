@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "plexus/buffer.h"
 #include "plexus/log.h"
+#include "plexus/metrics.h"
 #include "plexus/tcp_connection.h"
 #include "plexus/tcp_server.h"
 
@@ -33,6 +34,8 @@ struct PluginService {
   }
 
   std::shared_ptr<PluginFactory> factory;
+  // Where the plugin's series go when the server has no registry: kept, never exported.
+  std::unique_ptr<MetricsRegistry> unexported;
   absl::Mutex mutex;
   absl::flat_hash_map<EventLoop*, std::unique_ptr<LoopInfo>> loops ABSL_GUARDED_BY(mutex);
 };
@@ -438,8 +441,19 @@ void HostedSlot::fill(std::string data, bool close_after) {
 void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   if (!factory) LOG_FATAL("servePlugin: null factory");
   auto service = std::make_shared<PluginService>(std::move(factory));
-  server.setLoopStartCallback([service](EventLoop* loop, size_t index, size_t count) {
-    auto info = std::make_unique<LoopInfo>(LoopInfo{loop, index, count});
+  MetricsRegistry* registry = server.options().metrics;
+  if (registry == nullptr) {
+    service->unexported = std::make_unique<MetricsRegistry>();
+    registry = service->unexported.get();
+  }
+  // The server outlives its callbacks.
+  TcpServer* srv = &server;
+  server.setLoopStartCallback([service, registry, srv](EventLoop* loop, size_t index,
+                                                       size_t count) {
+    MetricLabels labels = {{"loop", srv->loopLabel(loop, index)},
+                           {"listener", srv->listenAddress().toIpPort()}};
+    for (const auto& l : srv->options().metric_labels) labels.push_back(l);
+    auto info = std::make_unique<LoopInfo>(LoopInfo{loop, index, count, registry->scope(labels)});
     const LoopInfo& ref = *info;
     {
       absl::MutexLock lock(&service->mutex);

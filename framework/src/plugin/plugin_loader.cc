@@ -129,7 +129,7 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
   // descriptor is shorter than this version's) and check it before anything else.
   uint32_t api_version = 0;
   std::memcpy(&api_version, exported, sizeof api_version);
-  if (api_version != kPluginApiVersion) {
+  if (api_version < kPluginApiOldestVersion || api_version > kPluginApiVersion) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "plugin '%s' was built for plugin API version %u, this server has version %u", requested,
         api_version, kPluginApiVersion));

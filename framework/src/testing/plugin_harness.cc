@@ -137,6 +137,7 @@ class HarnessCore {
   void removeTimer(const TimerKey& key) { timers_.erase(key); }
 
   const LoopInfo& info() const { return info_; }
+  MetricsRegistry& metrics() { return metrics_; }
   const std::shared_ptr<Inbox>& inbox() const { return inbox_; }
   int64_t now() const { return now_; }
 
@@ -144,7 +145,8 @@ class HarnessCore {
   EmbeddedSession& session(size_t i);
 
   const std::shared_ptr<PluginFactory> factory_;
-  const LoopInfo info_{nullptr, 0, 1};
+  MetricsRegistry metrics_;
+  const LoopInfo info_{nullptr, 0, 1, metrics_.scope({{"loop", "0"}})};
   const std::thread::id owner_;
   const std::shared_ptr<Inbox> inbox_;
   int64_t now_ = 0;
@@ -664,5 +666,7 @@ std::chrono::nanoseconds PluginHarness::now() const {
 void PluginHarness::stopServer() { core_->stopServer(); }
 void PluginHarness::runPending() { core_->runPending(); }
 const LoopInfo& PluginHarness::loopInfo() const { return core_->info(); }
+
+MetricsRegistry& PluginHarness::metrics() { return core_->metrics(); }
 
 }  // namespace plexus::testing

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "plexus/metrics.h"
 #include "plexus/plugin.h"
 
 namespace plexus::testing {
@@ -125,6 +126,9 @@ class PluginHarness {
   void runPending();
 
   const LoopInfo& loopInfo() const;
+  // Where the plugin's series go (LoopInfo::metrics, with the label loop="0"): render() shows
+  // them.
+  MetricsRegistry& metrics();
 
  private:
   std::unique_ptr<detail::HarnessCore> core_;
