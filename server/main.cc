@@ -36,6 +36,7 @@
 #include "plexus/plugin_loader.h"
 #include "plexus/tcp_server.h"
 #include "plexus/version.h"
+#include "reload.h"
 #include "server_options.h"
 
 namespace plexus::server {
@@ -94,6 +95,15 @@ struct Listener {
   std::unique_ptr<TcpServer> server;
 };
 
+// What a reload (SIGHUP) works on: the listeners as they serve now.
+std::vector<LiveListener> liveListeners(const std::vector<Listener>& serving) {
+  std::vector<LiveListener> out;
+  for (const Listener& l : serving) {
+    out.push_back(LiveListener{*l.config, l.plugin, ServedPlugin(), l.server.get()});
+  }
+  return out;
+}
+
 // What the base loop and every sub-loop asked of the kernel: the loops are shared, so this is the
 // sum over every listener, each loop counted once. Before the pool stops (its loops go with it).
 LoopStats loopStats(EventLoop& base, EventLoopThreadPool& pool) {
@@ -115,8 +125,7 @@ int serve(const ServerConfig& config) {
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so these
-  // are only ever read from the signalfd, on the base loop. SIGHUP among them: its default action
-  // would end the process (reloading is not there yet; it is logged and ignored).
+  // are only ever read from the signalfd, on the base loop. SIGHUP among them: it reloads.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -151,11 +160,12 @@ int serve(const ServerConfig& config) {
   // Declared after the pool, destroyed before it: the servers close their connections on its
   // loops, which must still run.
   std::vector<Listener> serving = std::move(listeners);
+  std::vector<ServedPlugin> served;
   for (Listener& l : serving) {
     TcpServerOptions options = config.server;
     options.listen_address = l.config->address;
     l.server = std::make_unique<TcpServer>(&loop, options, pool);
-    servePlugin(*l.server, l.plugin->factory());
+    served.push_back(servePlugin(*l.server, l.plugin->factory()));
     // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
     // use". The listeners started before it close as `serving` goes, so none is left.
     if (absl::Status started = l.server->start(); !started.ok()) return fail(started);
@@ -196,17 +206,28 @@ int serve(const ServerConfig& config) {
     pool->stop();
     loop.quit();
   };
+  // SIGHUP reloads (server/reload.h). The listeners' plugins now live in `live`.
+  std::vector<LiveListener> live = liveListeners(serving);
+  for (size_t i = 0; i < live.size(); ++i) live[i].served = served[i];
+  for (Listener& l : serving) l.plugin.reset();
+  Reloader reloader(config, &live);
   int signals_seen = 0;
   SignalWatcher watcher(&loop, signals, [&](int signo) {
     if (signo == SIGHUP) {
-      LOG_WARN("SIGHUP ignored: plexus-server cannot reload yet (restart it to apply changes)");
+      if (signals_seen > 0) {
+        LOG_WARN("SIGHUP ignored: stopping");
+        return;
+      }
+      // The place for a service manager's notices (sd_notify RELOADING=1 before, READY=1 after).
+      (void)reloader.reload();
       return;
     }
     if (++signals_seen == 1) {
-      const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
+      const double grace =
+          std::chrono::duration<double>(reloader.config().shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
                sigabbrev_np(signo), grace);
-      for (Listener& l : serving) l.server->stop(config.shutdown_timeout, stopped_one);
+      for (Listener& l : serving) l.server->stop(reloader.config().shutdown_timeout, stopped_one);
     } else {
       LOG_WARN("SIG%s again: stopping now", sigabbrev_np(signo));
       loop.quit();  // ~TcpServer closes what is left
@@ -221,11 +242,11 @@ int serve(const ServerConfig& config) {
   if (!several) {
     LOG_INFO("plexus-server %s listening on %s: engine %s, %s, plugin %s", PLEXUS_VERSION_STRING,
              serving[0].server->listenAddress().toIpPort(), loop.engineDescription(), thread_text,
-             serving[0].plugin->name());
+             live[0].plugin->name());
   } else {
     // "listening on 0.0.0.0:7000 (plugin echo), 127.0.0.1:7001 (plugin http): engine ..."
     std::vector<std::string> each;
-    for (const Listener& l : serving) {
+    for (const LiveListener& l : live) {
       each.push_back(absl::StrFormat("%s (plugin %s)", l.server->listenAddress().toIpPort(),
                                      l.plugin->name()));
     }
@@ -234,7 +255,7 @@ int serve(const ServerConfig& config) {
   }
   // The base loop's own failure has been reported through loop_failed already.
   (void)loop.run();
-  if (config.print_stats) {
+  if (reloader.config().print_stats) {
     // One line, for scripts: what every loop asked of the kernel.
     const LoopStats stats = final_stats ? *final_stats : loopStats(loop, *pool);
     absl::FPrintF(stderr, "stats: %s\n", stats.toJson());

@@ -44,6 +44,10 @@ struct ServerConfig {
   LogLevel log_level = LogLevel::kInfo;
   bool print_stats = false;  // --stats
   std::string config_file;  // empty: none was given
+  // The command line it was parsed from (argv[0] first), to parse again on reload (SIGHUP): the
+  // config file is read anew and the command line still wins over it. Empty for a config made by
+  // parseServerConfigText().
+  std::vector<std::string> argv;
 };
 
 struct ServerCommand {
