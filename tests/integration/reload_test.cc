@@ -482,7 +482,7 @@ TEST_F(ReloadTest, AChangedArgumentTakesEffectAndAChangedEngineNeedsARestart) {
   writeFile(config_, "plugin-arg = tag=two\nthreads = 4\nengine = poll\nidle-timeout = 30\n");
   const std::string line = server.reload(1);
   EXPECT_NE(line.find("reload #1 done"), std::string::npos) << line;
-  EXPECT_NE(server.log().find("reload #1: engine changed (epoll -> poll): needs a restart\n"),
+  EXPECT_NE(server.log().find("WARN  reload #1: engine changed (epoll -> poll): needs a restart"),
             std::string::npos)
       << server.log();
   // The command line wins over the file: --threads 2 stands, nothing to report.

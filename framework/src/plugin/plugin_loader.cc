@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/dll/shared_library.hpp>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "plexus/log.h"
 
 namespace plexus {
 
@@ -29,10 +31,28 @@ struct LoadedPlugin::Library {
   Library(const Library&) = delete;
   Library& operator=(const Library&) = delete;
   ~Library() {
+    if (!lib.is_loaded()) return;
     lib.unload();  // dlclose: the last reference unmaps it
+    // A library with STB_GNU_UNIQUE symbols is never unloaded (glibc marks it NODELETE): say so
+    // once, as each reload then keeps another copy in memory.
+    static std::atomic<bool> told{false};
+    if (loaded(load_path) && !told.exchange(true)) {
+      LOG_WARN("plugin '%s' stays loaded after its last use (it has STB_GNU_UNIQUE symbols: "
+               "build it with -fno-gnu-unique, as plexus_add_plugin does); each reload keeps "
+               "another copy in memory",
+               path);
+    }
     if (copy_fd >= 0) ::close(copy_fd);
   }
+  static bool loaded(const std::string& name) {
+    void* handle = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == nullptr) return false;
+    ::dlclose(handle);  // RTLD_NOLOAD took a reference too
+    return true;
+  }
   boost::dll::shared_library lib;
+  std::string path;       // the user's
+  std::string load_path;  // what dlopen was given: `path`, or the copy's /proc/self/fd/N
   int copy_fd = -1;
 };
 
@@ -111,12 +131,7 @@ std::string describe(const PluginBuildSignature& s) {
 
 // Whether the dynamic linker has a library loaded under `name` (which dlopen would hand back
 // instead of reading the file again).
-bool alreadyLoaded(const std::string& name) {
-  void* handle = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD);
-  if (handle == nullptr) return false;
-  ::dlclose(handle);  // RTLD_NOLOAD took a reference too
-  return true;
-}
+bool alreadyLoaded(const std::string& name) { return LoadedPlugin::Library::loaded(name); }
 
 std::string fdPath(int fd) { return absl::StrFormat("/proc/self/fd/%d", fd); }
 
@@ -199,6 +214,8 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
     library->copy_fd = *copy;
     load_path = fdPath(*copy);
   }
+  library->path = path;
+  library->load_path = load_path;
   boost::dll::fs::error_code load_ec;
   // RTLD_NOW: an unresolved symbol fails here, not in the middle of serving. RTLD_LOCAL: plugins'
   // own symbols stay out of the global namespace, so two plugins never resolve to each other.
