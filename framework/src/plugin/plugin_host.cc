@@ -38,6 +38,7 @@ struct LoopSlot {
   explicit LoopSlot(const LoopInfo& i) : info(i) {}
   const LoopInfo info;
   std::shared_ptr<FactoryOnLoop> current;
+  uint64_t generation = 0;  // PluginService's generation that `current` is the factory of
   std::vector<std::shared_ptr<FactoryOnLoop>> retiring;
   bool stopped = false;  // the server stopped this loop: no factory starts on it any more
 };
@@ -76,9 +77,17 @@ class PluginService {
   // On the loop's thread: the factory a new connection there gets (started on the loop, if it was
   // not yet), or null when the loop does not serve this plugin.
   std::shared_ptr<FactoryOnLoop> forNewConnection(EventLoop* loop) {
-    LoopSlot* slot = slotFor(loop);
-    if (slot == nullptr) return nullptr;
-    sync(slot);
+    LoopSlot* slot;
+    uint64_t generation;
+    {
+      absl::MutexLock lock(&mutex_);
+      auto it = loops_.find(loop);
+      if (it == loops_.end()) return nullptr;
+      slot = it->second.get();
+      generation = generation_;
+    }
+    // A replacement whose switch has not reached this loop yet: switch now.
+    if (slot->generation != generation) sync(slot);
     if (slot->current) ++slot->current->handlers;
     return slot->current;
   }
@@ -128,9 +137,10 @@ class PluginService {
     std::shared_ptr<PluginFactory> latest;
     {
       absl::MutexLock lock(&mutex_);
+      if (slot->current && slot->generation == generation_) return;
       latest = latest_;
+      slot->generation = generation_;
     }
-    if (slot->current && slot->current->factory == latest) return;
     auto use = std::make_shared<FactoryOnLoop>(std::move(latest), slot->info);
     try {
       use->factory->onLoopStart(use->info);
