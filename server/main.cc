@@ -95,15 +95,6 @@ struct Listener {
   std::unique_ptr<TcpServer> server;
 };
 
-// What a reload (SIGHUP) works on: the listeners as they serve now.
-std::vector<LiveListener> liveListeners(const std::vector<Listener>& serving) {
-  std::vector<LiveListener> out;
-  for (const Listener& l : serving) {
-    out.push_back(LiveListener{*l.config, l.plugin, ServedPlugin(), l.server.get()});
-  }
-  return out;
-}
-
 // What the base loop and every sub-loop asked of the kernel: the loops are shared, so this is the
 // sum over every listener, each loop counted once. Before the pool stops (its loops go with it).
 LoopStats loopStats(EventLoop& base, EventLoopThreadPool& pool) {
@@ -206,10 +197,12 @@ int serve(const ServerConfig& config) {
     pool->stop();
     loop.quit();
   };
-  // SIGHUP reloads (server/reload.h). The listeners' plugins now live in `live`.
-  std::vector<LiveListener> live = liveListeners(serving);
-  for (size_t i = 0; i < live.size(); ++i) live[i].served = served[i];
-  for (Listener& l : serving) l.plugin.reset();
+  // SIGHUP reloads (server/reload.h): the listeners' plugins move to `live`, where it swaps them.
+  std::vector<LiveListener> live;
+  for (size_t i = 0; i < serving.size(); ++i) {
+    live.push_back(LiveListener{*serving[i].config, std::move(serving[i].plugin), served[i],
+                                serving[i].server.get()});
+  }
   Reloader reloader(config, &live);
   int signals_seen = 0;
   SignalWatcher watcher(&loop, signals, [&](int signo) {
