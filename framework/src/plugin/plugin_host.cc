@@ -113,8 +113,9 @@ class PluginService {
       for (auto& [loop, slot] : loops_) loops.emplace_back(loop, slot.get());
     }
     // Each loop switches on its own thread; one with no connections stops the old factory there.
-    for (auto [loop, slot] : loops) {
-      loop->runInLoop([self, slot] { self->sync(slot); });
+    for (const auto& entry : loops) {
+      LoopSlot* slot = entry.second;  // a plain variable: clang 14 cannot capture a binding
+      entry.first->runInLoop([self, slot] { self->sync(slot); });
     }
   }
 
