@@ -33,6 +33,21 @@
 namespace plexus::testing {
 namespace {
 
+// Whether this build (and so the server, built alike) runs under a sanitizer, whose own bookkeeping
+// grows with every library loaded (ASan's stack depot, shadow of each copy's globals): RSS says
+// nothing about the server's memory then.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
 namespace fs = std::filesystem;
 using child::Child;
 using std::chrono::milliseconds;
@@ -130,6 +145,17 @@ class ServerProcess {
     }
     return inodes.size();
   }
+  // How many of its fds are private copies of plugins.
+  size_t pluginCopyFds() const {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid()) + "/fd")) {
+      std::error_code ec;
+      if (fs::read_symlink(e.path(), ec).string().rfind("/memfd:", 0) == 0) ++n;
+    }
+    return n;
+  }
+  // Once the loops have let every old copy go: one copy mapped, its fd the only copy's fd open.
+  bool oneCopyLeft() const { return pluginCopiesMapped() == 1 && pluginCopyFds() == 1; }
   std::vector<std::string> threadNames() const {
     std::vector<std::string> names;
     for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid()) + "/task")) {
@@ -443,8 +469,9 @@ TEST_F(ReloadTest, APluginThatDoesNotLoadLeavesTheOldOneServing) {
   EXPECT_EQ(server.stop(SIGTERM), 0) << server.log();
 }
 
-// 1,000 reloads, each waited for: the fd count comes back to exactly what it was, RSS stays within
-// 2 MiB, and each load is a library of its own (its statics start afresh: loads=1).
+// 1,000 reloads, each waited for: the fd count comes back to exactly what it was, one private copy
+// of the plugin stays mapped, RSS stays within 2 MiB (not checked under a sanitizer), and each load
+// is a library of its own (its statics start afresh: loads=1).
 TEST_F(ReloadTest, AThousandReloadsLeaveFdsAndRssFlat) {
   writeFile(config_, "threads = 2\n");
   const uint16_t port = freePort();
@@ -463,8 +490,8 @@ TEST_F(ReloadTest, AThousandReloadsLeaveFdsAndRssFlat) {
   for (int i = 0; i < 50; ++i) ASSERT_NO_FATAL_FAILURE(reloadOnce());  // warm-up
   // The path is loaded (by the held connection's v1), so each reload loads a private copy; once
   // the loops have let the one before go, exactly one copy is mapped.
-  ASSERT_TRUE(waitUntil([&] { return server.pluginCopiesMapped() == 1; }))
-      << server.pluginCopiesMapped();
+  ASSERT_TRUE(waitUntil([&] { return server.oneCopyLeft(); }))
+      << server.pluginCopiesMapped() << " copies mapped, " << server.pluginCopyFds() << " fds";
   const size_t fds = server.fdCount();
   const long rss = server.rssKiB();
 
@@ -477,13 +504,15 @@ TEST_F(ReloadTest, AThousandReloadsLeaveFdsAndRssFlat) {
       std::chrono::duration<double>(child::SteadyClock::now() - began).count();
   // The last old copy goes on a loop thread once its loop switched: wait for it. (No connection
   // of the test's closes meanwhile: the server's side of one could linger a moment.)
-  EXPECT_TRUE(waitUntil([&] { return server.pluginCopiesMapped() == 1; }))
-      << server.pluginCopiesMapped() << " copies mapped";
+  EXPECT_TRUE(waitUntil([&] { return server.oneCopyLeft(); }))
+      << server.pluginCopiesMapped() << " copies mapped, " << server.pluginCopyFds() << " fds";
   const size_t fds_after = server.fdCount();
   EXPECT_EQ(fds_after, fds);
   EXPECT_EQ(greetingOf(server.address()), greeting(2));
   const long rss_after = server.rssKiB();
-  EXPECT_LE(rss_after, rss + 2048) << "VmRSS " << rss << " KiB before, " << rss_after << " after";
+  if (!kSanitized) {
+    EXPECT_LE(rss_after, rss + 2048) << "VmRSS " << rss << " KiB before, " << rss_after << " after";
+  }
   std::printf("1000 reloads in %.2f s; fds %zu -> %zu; VmRSS %ld -> %ld KiB\n", seconds, fds,
               fds_after, rss, rss_after);
   expectEcho(old_fd, "the first connection, on v1 all along");
