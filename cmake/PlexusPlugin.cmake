@@ -25,6 +25,12 @@ function(plexus_add_plugin name)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${PLEXUS_PLUGIN_OUTPUT_DIR})
   endif()
   target_link_libraries(${name} PRIVATE plexus::framework Boost::headers)
+  # GCC makes the static variables of inline functions and templates (Boost.System's error
+  # categories, which plugin_export.h brings in, among them) STB_GNU_UNIQUE symbols, and glibc never
+  # unloads a library that has one: each live reload (SIGHUP) would then keep another copy mapped.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(${name} PRIVATE -fno-gnu-unique)
+  endif()
   # Only the Plexus tree itself defines plexus_warnings (cmake/PlexusWarnings.cmake).
   if(TARGET plexus_warnings)
     target_link_libraries(${name} PRIVATE plexus_warnings)

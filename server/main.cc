@@ -39,6 +39,7 @@
 #include "plexus/plugin_loader.h"
 #include "plexus/tcp_server.h"
 #include "plexus/version.h"
+#include "reload.h"
 #include "server_options.h"
 #include "supervisor.h"
 #include "systemd.h"
@@ -120,8 +121,7 @@ int serve(const ServerConfig& config) {
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   // Before any thread starts (a plugin's, the sub-reactors): threads inherit the mask, so these
-  // are only ever read from the signalfd, on the base loop. SIGHUP among them: its default action
-  // would end the process (reloading is not there yet; it is logged and ignored).
+  // are only ever read from the signalfd, on the base loop. SIGHUP among them: it reloads.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -163,6 +163,7 @@ int serve(const ServerConfig& config) {
   // Declared after the pool, destroyed before it: the servers close their connections on its
   // loops, which must still run.
   std::vector<Listener> serving = std::move(listeners);
+  std::vector<ServedPlugin> served;
   for (Listener& l : serving) {
     TcpServerOptions options = config.server;
     options.listen_address = l.config->address;
@@ -170,7 +171,7 @@ int serve(const ServerConfig& config) {
     options.metrics = metrics.get();
     options.metric_labels = {{"plugin", l.plugin->name()}};
     l.server = std::make_unique<TcpServer>(&loop, options, pool);
-    servePlugin(*l.server, l.plugin->factory());
+    served.push_back(servePlugin(*l.server, l.plugin->factory()));
     // TcpServer's errors say what failed, e.g. "cannot listen on 0.0.0.0:7000: Address already in
     // use". The listeners started before it close as `serving` goes, so none is left.
     if (absl::Status started = l.server->start(); !started.ok()) return fail(started);
@@ -213,19 +214,39 @@ int serve(const ServerConfig& config) {
   };
   // The admin listener: its own thread; stopped (by its destructor) before the servers go.
   std::unique_ptr<AdminServer> admin;
+  // SIGHUP reloads (server/reload.h): the listeners' plugins move to `live`, where it swaps them.
+  std::vector<LiveListener> live;
+  for (size_t i = 0; i < serving.size(); ++i) {
+    live.push_back(LiveListener{*serving[i].config, std::move(serving[i].plugin), served[i],
+                                serving[i].server.get()});
+  }
+  Reloader reloader(config, &live);
+  // What systemd shows as the status (READY=1), at start and after each reload.
+  std::vector<std::string> addresses;
+  for (const Listener& l : serving) addresses.push_back(l.server->listenAddress().toIpPort());
+  const std::string ready_status = "listening on " + absl::StrJoin(addresses, ", ");
   int signals_seen = 0;
   SignalWatcher watcher(&loop, signals, [&](int signo) {
     if (signo == SIGHUP) {
-      LOG_WARN("SIGHUP ignored: plexus-server cannot reload yet (restart it to apply changes)");
+      if (signals_seen > 0) {
+        LOG_WARN("SIGHUP ignored: stopping");
+        return;
+      }
+      // systemd (Type=notify, ExecReload): RELOADING=1 before, READY=1 after, whether the reload
+      // took or the previous plugins and settings serve on (the reload logged why).
+      notifyReloading();
+      (void)reloader.reload();
+      notifyReady(ready_status);
       return;
     }
     if (++signals_seen == 1) {
       if (admin) admin->setServing(false);  // /healthz: 503 from now on
-      const double grace = std::chrono::duration<double>(config.shutdown_timeout).count();
+      const double grace =
+          std::chrono::duration<double>(reloader.config().shutdown_timeout).count();
       LOG_INFO("SIG%s: stopping; connections have %.1fs to finish (signal again to stop now)",
                sigabbrev_np(signo), grace);
       notifyStopping();
-      for (Listener& l : serving) l.server->stop(config.shutdown_timeout, stopped_one);
+      for (Listener& l : serving) l.server->stop(reloader.config().shutdown_timeout, stopped_one);
     } else {
       LOG_WARN("SIG%s again: stopping now", sigabbrev_np(signo));
       loop.quit();  // ~TcpServer closes what is left
@@ -251,11 +272,11 @@ int serve(const ServerConfig& config) {
   if (!several) {
     LOG_INFO("plexus-server %s listening on %s: engine %s, %s, plugin %s", PLEXUS_VERSION_STRING,
              serving[0].server->listenAddress().toIpPort(), loop.engineDescription(), thread_text,
-             serving[0].plugin->name());
+             live[0].plugin->name());
   } else {
     // "listening on 0.0.0.0:7000 (plugin echo), 127.0.0.1:7001 (plugin http): engine ..."
     std::vector<std::string> each;
-    for (const Listener& l : serving) {
+    for (const LiveListener& l : live) {
       each.push_back(absl::StrFormat("%s (plugin %s)", l.server->listenAddress().toIpPort(),
                                      l.plugin->name()));
     }
@@ -263,12 +284,10 @@ int serve(const ServerConfig& config) {
              absl::StrJoin(each, ", "), loop.engineDescription(), thread_text);
   }
   // systemd (Type=notify): every listener listens.
-  std::vector<std::string> addresses;
-  for (const Listener& l : serving) addresses.push_back(l.server->listenAddress().toIpPort());
-  notifyReady("listening on " + absl::StrJoin(addresses, ", "));
+  notifyReady(ready_status);
   // The base loop's own failure has been reported through loop_failed already.
   (void)loop.run();
-  if (config.print_stats) {
+  if (reloader.config().print_stats) {
     // One line, for scripts: what every loop asked of the kernel.
     const LoopStats stats = final_stats ? *final_stats : loopStats(loop, *pool);
     absl::FPrintF(stderr, "stats: %s\n", stats.toJson());

@@ -611,6 +611,7 @@ absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const arg
   auto config = buildConfig(vm, std::move(defaults));
   if (!config.ok()) return config.status();
   command.config = *std::move(config);
+  command.config.argv.assign(argv, argv + argc);
   return command;
 }
 

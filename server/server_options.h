@@ -54,6 +54,10 @@ struct ServerConfig {
   // --admin-listen HOST:PORT: where /metrics and /healthz are served; unset: no admin listener.
   std::optional<InetAddress> admin_listen;
   std::string config_file;  // empty: none was given
+  // The command line it was parsed from (argv[0] first), to parse again on reload (SIGHUP): the
+  // config file is read anew and the command line still wins over it. Empty for a config made by
+  // parseServerConfigText().
+  std::vector<std::string> argv;
 };
 
 struct ServerCommand {

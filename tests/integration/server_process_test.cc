@@ -195,9 +195,9 @@ TEST_F(ServerProcessTest, AllOnTheMainLoopWithAConfigFile) {
   std::filesystem::remove(config);
 }
 
-// Regression: SIGHUP's default action ended the server (exit 129, every connection cut). Until it
-// can reload, it logs that the signal is ignored and goes on serving.
-TEST_F(ServerProcessTest, SighupIsLoggedAndIgnored) {
+// Regression: SIGHUP's default action ended the server (exit 129, every connection cut). Now it
+// reloads (tests/integration/reload_test.cc), and the connection open across it goes on.
+TEST_F(ServerProcessTest, SighupReloadsAndServesOn) {
   const uint16_t port = freePort();
   ServerProcess server(port, {"--port", std::to_string(port), "--threads", "1"});
   ASSERT_TRUE(server.waitUntilAccepting());
@@ -206,7 +206,7 @@ TEST_F(ServerProcessTest, SighupIsLoggedAndIgnored) {
   ASSERT_TRUE(writeAll(fd, "before"));
   EXPECT_EQ(readExactly(fd, 6), "before");
   server.child().signal(SIGHUP);
-  ASSERT_TRUE(server.stderrContains("SIGHUP ignored")) << server.stderrText();
+  ASSERT_TRUE(server.stderrContains("reload #1 done in ")) << server.stderrText();
   ASSERT_TRUE(writeAll(fd, "after"));
   EXPECT_EQ(readExactly(fd, 5), "after");
   expectEchoes(server.address(), "a new connection");

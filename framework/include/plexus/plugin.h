@@ -18,6 +18,13 @@
 // through its Session die with it (cancelled at the close, never called after onClose). The
 // factory, and the plugin library its code lives in, outlive every handler and every loop state.
 //
+// Reload. A server may swap in a new factory while it runs (ServedPlugin::replaceFactory in
+// plugin_host.h; plexus-server does on SIGHUP, from the plugin loaded again). Live connections
+// keep the handler, factory and library they started with; new ones get the new factory. For a
+// while a loop may then run handlers of both: each factory gets its own onLoopStart and onLoopStop
+// on each loop, the old one's stop once that loop has no handler of it left. Each load of a plugin
+// is a library of its own, with its own statics, unloaded after its last factory goes.
+//
 // Errors: a handler callback (or a timer callback) that throws gets its connection closed and the
 // error logged; the server goes on serving every other connection.
 //
@@ -195,8 +202,9 @@ class PluginFactory {
   // A loop starts serving this plugin: set up per-loop state. On that loop's thread, before any of
   // its connections reaches newHandler().
   virtual void onLoopStart(const LoopInfo& loop) { (void)loop; }
-  // The loop has closed its last connection of this plugin and stops: tear per-loop state down. On
-  // that loop's thread. Not called for a loop whose onLoopStart was not called.
+  // The loop has closed its last connection of this plugin and stops, or (after a reload) has
+  // closed its last connection of this factory: tear per-loop state down. On that loop's thread.
+  // Not called for a loop whose onLoopStart was not called.
   virtual void onLoopStop(const LoopInfo& loop) { (void)loop; }
   // One handler per connection, on the connection's loop thread.
   virtual std::unique_ptr<ProtocolHandler> newHandler(const LoopInfo& loop) = 0;

@@ -7,6 +7,14 @@
 // loaded (the factory's shared_ptr owns a reference to the library), so the LoadedPlugin may be
 // dropped as soon as the factory has been handed on.
 //
+// Loading again: a path that is loaded already (a plugin rebuilt in place, then reloaded) is loaded
+// from a private copy (a memfd, known to the dynamic linker as /proc/self/fd/N, the fd held open
+// while the copy is loaded), so that each load is a library of its own, with its own statics; the
+// file is read anew, and the copy is unmapped and its fd closed once its last reference goes.
+// Error messages name the path asked for, never the copy. A library with STB_GNU_UNIQUE symbols
+// (GCC's for static variables of inline functions, unless built with -fno-gnu-unique, as
+// plexus_add_plugin does) is never unloaded by glibc: the loader logs that once.
+//
 // Thread safety: loadPlugin() and defaultPluginDirs() may be called from any thread. A LoadedPlugin
 // is immutable; the factory is as thread-safe as the plugin makes it (see plugin.h).
 

@@ -120,6 +120,13 @@ class TcpServer {
   uint64_t acceptedTotal() const { return accepted_total_.load(std::memory_order_relaxed); }
   uint64_t refusedTotal() const { return refused_total_.load(std::memory_order_relaxed); }
   const TcpServerOptions& options() const { return options_; }
+  // Changes the connection limit and the options of connections accepted from now on (those
+  // already open keep theirs). Base loop thread only, like the accepting that reads them.
+  void setConnectionLimits(size_t max_connections, const ConnectionOptions& connection) {
+    base_loop_->assertInLoopThread();
+    options_.max_connections = max_connections;
+    options_.connection = connection;
+  }
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
   std::string engineDescription() const { return base_loop_->engineDescription(); }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -17,28 +18,179 @@
 #include "plexus/tcp_server.h"
 
 namespace plexus {
-namespace {
+namespace detail {
 
-class HostedConnection;
+// One factory as one loop uses it: the handlers it made there and whether its onLoopStart and
+// onLoopStop ran there. Made and touched on that loop's thread only. Every handler holds its
+// FactoryOnLoop (and so the factory, and the plugin library the factory keeps loaded).
+struct FactoryOnLoop {
+  FactoryOnLoop(std::shared_ptr<PluginFactory> f, const LoopInfo& i)
+      : factory(std::move(f)), info(i) {}
+  const std::shared_ptr<PluginFactory> factory;
+  const LoopInfo info;
+  size_t handlers = 0;
+  bool retiring = false;  // a newer factory serves the loop: stop once `handlers` is 0
+  bool stopped = false;   // onLoopStop ran (or is not owed)
+};
 
-// What servePlugin() shares between the server's callbacks: the factory and the LoopInfo of each
-// loop serving it. LoopInfos are made on their loop's thread (the loop start callback) and found
-// again when a connection starts on that loop; a lock guards the map, taken once per connection.
-struct PluginService {
-  explicit PluginService(std::shared_ptr<PluginFactory> f) : factory(std::move(f)) {}
+// What one loop serving the plugin knows: the factory it makes handlers from now, and the older
+// ones that still have handlers on it. Loop thread only, once made.
+struct LoopSlot {
+  explicit LoopSlot(const LoopInfo& i) : info(i) {}
+  const LoopInfo info;
+  std::shared_ptr<FactoryOnLoop> current;
+  uint64_t generation = 0;  // PluginService's generation that `current` is the factory of
+  std::vector<std::shared_ptr<FactoryOnLoop>> retiring;
+  bool stopped = false;  // the server stopped this loop: no factory starts on it any more
+};
 
-  const LoopInfo* infoFor(EventLoop* loop) {
-    absl::MutexLock lock(&mutex);
-    auto it = loops.find(loop);
-    return it == loops.end() ? nullptr : it->second.get();
+// What servePlugin() shares between the server's callbacks and its ServedPlugin handles: the
+// latest factory and the LoopSlot of each loop serving it. A lock guards the latest factory and
+// the map of slots (taken once per connection and once per loop event); each slot's contents
+// belong to its loop's thread.
+class PluginService {
+ public:
+  explicit PluginService(std::shared_ptr<PluginFactory> f) : latest_(std::move(f)) {}
+
+  // Loop start callback, on the loop's thread.
+  void loopStarted(const LoopInfo& info) {
+    EventLoop* loop = info.loop;
+    auto made = std::make_unique<LoopSlot>(info);
+    LoopSlot* slot = made.get();
+    {
+      absl::MutexLock lock(&mutex_);
+      loops_[loop] = std::move(made);
+    }
+    sync(slot);
   }
 
-  std::shared_ptr<PluginFactory> factory;
-  // Where the plugin's series go when the server has no registry: kept, never exported.
+  // Loop stop callback, on the loop's thread: the server's connections there are gone. Every
+  // factory still owed its onLoopStop gets it now.
+  void loopStopped(EventLoop* loop) {
+    LoopSlot* slot = slotFor(loop);
+    if (slot == nullptr) return;
+    slot->stopped = true;
+    for (auto& use : slot->retiring) stop(*use);
+    slot->retiring.clear();
+    if (slot->current) stop(*slot->current);
+    slot->current.reset();
+  }
+
+  // On the loop's thread: the factory a new connection there gets (started on the loop, if it was
+  // not yet), or null when the loop does not serve this plugin.
+  std::shared_ptr<FactoryOnLoop> forNewConnection(EventLoop* loop) {
+    LoopSlot* slot;
+    uint64_t generation;
+    {
+      absl::MutexLock lock(&mutex_);
+      auto it = loops_.find(loop);
+      if (it == loops_.end()) return nullptr;
+      slot = it->second.get();
+      generation = generation_;
+    }
+    // A replacement whose switch has not reached this loop yet: switch now.
+    if (slot->generation != generation) sync(slot);
+    if (slot->current) ++slot->current->handlers;
+    return slot->current;
+  }
+
+  // On the loop's thread: a handler made from `use` is gone.
+  void handlerGone(FactoryOnLoop& use) {
+    if (--use.handlers > 0 || !use.retiring) return;
+    stop(use);
+    LoopSlot* slot = slotFor(use.info.loop);
+    if (slot == nullptr) return;
+    auto& r = slot->retiring;
+    r.erase(std::remove_if(r.begin(), r.end(), [&](const auto& u) { return u.get() == &use; }),
+            r.end());
+  }
+
+  void replaceFactory(std::shared_ptr<PluginFactory> factory,
+                      const std::shared_ptr<PluginService>& self) {
+    std::vector<std::pair<EventLoop*, LoopSlot*>> loops;
+    {
+      absl::MutexLock lock(&mutex_);
+      latest_ = std::move(factory);
+      ++generation_;
+      for (auto& [loop, slot] : loops_) loops.emplace_back(loop, slot.get());
+    }
+    // Each loop switches on its own thread; one with no connections stops the old factory there.
+    for (const auto& entry : loops) {
+      LoopSlot* slot = entry.second;  // a plain variable: clang 14 cannot capture a binding
+      entry.first->runInLoop([self, slot] { self->sync(slot); });
+    }
+  }
+
+  uint64_t generation() const {
+    absl::MutexLock lock(&mutex_);
+    return generation_;
+  }
+
+ private:
+  LoopSlot* slotFor(EventLoop* loop) const {
+    absl::MutexLock lock(&mutex_);
+    auto it = loops_.find(loop);
+    return it == loops_.end() ? nullptr : it->second.get();
+  }
+
+  // On the slot's loop thread: starts the latest factory there if it is not the current one, and
+  // retires the one it replaces.
+  void sync(LoopSlot* slot) {
+    if (slot->stopped) return;
+    std::shared_ptr<PluginFactory> latest;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (slot->current && slot->generation == generation_) return;
+      latest = latest_;
+      slot->generation = generation_;
+    }
+    auto use = std::make_shared<FactoryOnLoop>(std::move(latest), slot->info);
+    try {
+      use->factory->onLoopStart(use->info);
+    } catch (const std::exception& e) {
+      LOG_ERROR("plugin onLoopStart() threw: %s", e.what());
+    }
+    std::shared_ptr<FactoryOnLoop> old = std::move(slot->current);
+    slot->current = std::move(use);
+    if (!old) return;
+    if (old->handlers == 0) {
+      stop(*old);
+    } else {
+      old->retiring = true;
+      slot->retiring.push_back(std::move(old));
+    }
+  }
+
+  static void stop(FactoryOnLoop& use) {
+    if (use.stopped) return;
+    use.stopped = true;
+    try {
+      use.factory->onLoopStop(use.info);
+    } catch (const std::exception& e) {
+      LOG_ERROR("plugin onLoopStop() threw: %s", e.what());
+    }
+  }
+
+  mutable absl::Mutex mutex_;
+  std::shared_ptr<PluginFactory> latest_ ABSL_GUARDED_BY(mutex_);
+ public:
+  // Where the plugins' series go when the server has no registry: kept, never exported. Set
+  // before the server starts.
   std::unique_ptr<MetricsRegistry> unexported;
-  absl::Mutex mutex;
-  absl::flat_hash_map<EventLoop*, std::unique_ptr<LoopInfo>> loops ABSL_GUARDED_BY(mutex);
+
+ private:
+  uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::flat_hash_map<EventLoop*, std::unique_ptr<LoopSlot>> loops_ ABSL_GUARDED_BY(mutex_);
 };
+
+}  // namespace detail
+
+namespace {
+
+using detail::FactoryOnLoop;
+using detail::PluginService;
+
+class HostedConnection;
 
 // The part of a HostedConnection that deferred replies and timers reach it through: shared with
 // them, cleared (on the loop thread) when the connection goes, so a late reply or timer finds
@@ -65,15 +217,19 @@ class HostedSlot final : public DeferredReply::Slot {
 // only, like the connection.
 class HostedConnection final : public Session, public ConnectionHandler {
  public:
-  HostedConnection(TcpConnection* conn, PluginFactory* factory, const LoopInfo* info)
-      : factory_(factory), info_(info), conn_(conn) {}
+  HostedConnection(TcpConnection* conn, PluginService* service,
+                   std::shared_ptr<FactoryOnLoop> use)
+      : use_(std::move(use)), service_(service), conn_(conn) {}
   ~HostedConnection() override {
-    if (!extras_) return;
-    if (extras_->link) extras_->link->host = nullptr;
-    cancelTimers();
-    for (Segment& s : extras_->queue) {
-      if (s.kind == Segment::kFile) ::close(s.fd);
+    if (extras_) {
+      if (extras_->link) extras_->link->host = nullptr;
+      cancelTimers();
+      for (Segment& s : extras_->queue) {
+        if (s.kind == Segment::kFile) ::close(s.fd);
+      }
     }
+    handler_.reset();
+    releaseFactory();
   }
 
   // Session: output. While a deferred place is unfilled, everything sent waits behind it
@@ -188,7 +344,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
 
   uint64_t id() const override { return conn_->id(); }
   std::string peerAddress() const override { return conn_->peerAddress().toIpPort(); }
-  const LoopInfo& loopInfo() const override { return *info_; }
+  const LoopInfo& loopInfo() const override { return use_->info; }
 
   // ConnectionHandler
   // The per-message path: no depth bookkeeping here, because the connection itself reports a
@@ -221,7 +377,7 @@ class HostedConnection final : public Session, public ConnectionHandler {
 
   void start() {
     call("factory newHandler()", [this] {
-      handler_ = factory_->newHandler(*info_);
+      handler_ = use_->factory->newHandler(use_->info);
       if (!handler_) throw std::runtime_error("the factory made no handler");
       updateUsable();
     });
@@ -384,6 +540,15 @@ class HostedConnection final : public Session, public ConnectionHandler {
       handler_.reset();
     }
     updateUsable();
+    releaseFactory();
+  }
+
+  // The handler is gone: the loop may stop its factory if a newer one serves it (the factory
+  // itself stays alive while use_ does).
+  void releaseFactory() {
+    if (released_) return;
+    released_ = true;
+    service_->handlerGone(*use_);
   }
 
   // One flag on the per-message path instead of five; updateUsable() after each change.
@@ -412,18 +577,21 @@ class HostedConnection final : public Session, public ConnectionHandler {
     conn_->forceClose();
   }
 
-  // Not a reference of our own: the factory, and the plugin library it keeps loaded, live as long
-  // as servePlugin()'s connection callback, which holds them. Every HostedConnection is made by
-  // that callback and owned by a connection whose ConnectionCallbacks hold that callback; a
-  // connection destroys its handler before its callbacks.
-  PluginFactory* const factory_;
-  const LoopInfo* const info_;  // owned by the PluginService, which the callbacks hold too
+  // Declared first, so destroyed last: the factory (and the plugin library whose code the handler,
+  // its timers and its deferred places run) outlives everything below.
+  const std::shared_ptr<FactoryOnLoop> use_;
+  // Not a reference of our own: the service lives as long as servePlugin()'s connection callback,
+  // which holds it. Every HostedConnection is made by that callback and owned by a connection
+  // whose ConnectionCallbacks hold that callback; a connection destroys its handler before its
+  // callbacks.
+  PluginService* const service_;
   std::unique_ptr<ProtocolHandler> handler_;
   TcpConnection* const conn_;  // owns this object
   int depth_ = 0;              // handler callbacks on the stack
   bool failed_ = false;
   bool close_pending_ = false;
   bool close_reported_ = false;
+  bool released_ = false;  // releaseFactory() ran
   bool closing_ = false;            // close() or abort() was called, or the connection closed
   bool close_after_queue_ = false;  // close() came while deferred places were unfilled
   bool usable_ = false;  // handler_ && !failed_ && !close_reported_ && !close_pending_ && !closing_
@@ -438,7 +606,18 @@ void HostedSlot::fill(std::string data, bool close_after) {
 
 }  // namespace
 
-void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
+ServedPlugin::ServedPlugin(std::shared_ptr<detail::PluginService> service)
+    : service_(std::move(service)) {}
+
+void ServedPlugin::replaceFactory(std::shared_ptr<PluginFactory> factory) {
+  if (!service_) LOG_FATAL("ServedPlugin::replaceFactory: serves nothing");
+  if (!factory) LOG_FATAL("ServedPlugin::replaceFactory: null factory");
+  service_->replaceFactory(std::move(factory), service_);
+}
+
+uint64_t ServedPlugin::generation() const { return service_ ? service_->generation() : 0; }
+
+ServedPlugin servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   if (!factory) LOG_FATAL("servePlugin: null factory");
   auto service = std::make_shared<PluginService>(std::move(factory));
   MetricsRegistry* registry = server.options().metrics;
@@ -446,44 +625,29 @@ void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
     service->unexported = std::make_unique<MetricsRegistry>();
     registry = service->unexported.get();
   }
-  // The server outlives its callbacks.
+  // The server outlives its callbacks. Every factory serving a loop (the first and each one a
+  // reload brings) gets the same LoopInfo, so its series stay the same series across reloads.
   TcpServer* srv = &server;
   server.setLoopStartCallback([service, registry, srv](EventLoop* loop, size_t index,
                                                        size_t count) {
     MetricLabels labels = {{"loop", srv->loopLabel(loop, index)},
                            {"listener", srv->listenAddress().toIpPort()}};
     for (const auto& l : srv->options().metric_labels) labels.push_back(l);
-    auto info = std::make_unique<LoopInfo>(LoopInfo{loop, index, count, registry->scope(labels)});
-    const LoopInfo& ref = *info;
-    {
-      absl::MutexLock lock(&service->mutex);
-      service->loops[loop] = std::move(info);
-    }
-    try {
-      service->factory->onLoopStart(ref);
-    } catch (const std::exception& e) {
-      LOG_ERROR("plugin onLoopStart() threw: %s", e.what());
-    }
+    service->loopStarted(LoopInfo{loop, index, count, registry->scope(labels)});
   });
   server.setLoopStopCallback([service](EventLoop* loop, size_t /*index*/, size_t /*count*/) {
-    const LoopInfo* info = service->infoFor(loop);
-    if (info == nullptr) return;
-    try {
-      service->factory->onLoopStop(*info);
-    } catch (const std::exception& e) {
-      LOG_ERROR("plugin onLoopStop() threw: %s", e.what());
-    }
+    service->loopStopped(loop);
   });
   server.setConnectionCallback([service](const TcpConnectionPtr& conn) {
     // The close reaches the connection's HostedConnection as onClose().
     if (!conn->connected()) return;
-    const LoopInfo* info = service->infoFor(conn->getLoop());
-    if (info == nullptr) {
+    std::shared_ptr<FactoryOnLoop> use = service->forNewConnection(conn->getLoop());
+    if (!use) {
       LOG_ERROR("connection %s: its loop does not serve this plugin; closing it", conn->name());
       conn->forceClose();
       return;
     }
-    auto hosted = std::make_unique<HostedConnection>(conn.get(), service->factory.get(), info);
+    auto hosted = std::make_unique<HostedConnection>(conn.get(), service.get(), std::move(use));
     HostedConnection* h = hosted.get();
     conn->setHandler(std::move(hosted));
     h->start();
@@ -491,6 +655,7 @@ void servePlugin(TcpServer& server, std::shared_ptr<PluginFactory> factory) {
   // Input and drain notices go to each connection's HostedConnection.
   server.setMessageCallback(nullptr);
   server.setWriteCompleteCallback(nullptr);
+  return ServedPlugin(std::move(service));
 }
 
 }  // namespace plexus

@@ -1,8 +1,13 @@
 #include "plexus/plugin_loader.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <boost/dll/shared_library.hpp>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -11,13 +16,44 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "plexus/log.h"
 
 namespace plexus {
 
 namespace fs = std::filesystem;
 
+// A loaded shared object. A plugin loaded from a private copy (see loadFile) keeps the copy's fd
+// open while it is loaded: the copy is known to the dynamic linker by the name /proc/self/fd/N,
+// and a second copy must not get the same N while the first is still loaded.
 struct LoadedPlugin::Library {
+  Library() = default;
+  Library(const Library&) = delete;
+  Library& operator=(const Library&) = delete;
+  ~Library() {
+    if (!lib.is_loaded()) return;
+    lib.unload();  // dlclose: the last reference unmaps it
+    // A library with STB_GNU_UNIQUE symbols is never unloaded (glibc marks it NODELETE): say so
+    // once, as each reload then keeps another copy in memory.
+    static std::atomic<bool> told{false};
+    if (loaded(load_path) && !told.exchange(true)) {
+      LOG_WARN("plugin '%s' stays loaded after its last use (it has STB_GNU_UNIQUE symbols: "
+               "build it with -fno-gnu-unique, as plexus_add_plugin does); each reload keeps "
+               "another copy in memory",
+               path);
+    }
+    if (copy_fd >= 0) ::close(copy_fd);
+  }
+  static bool loaded(const std::string& name) {
+    void* handle = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == nullptr) return false;
+    ::dlclose(handle);  // RTLD_NOLOAD took a reference too
+    return true;
+  }
   boost::dll::shared_library lib;
+  std::string path;       // the user's
+  std::string load_path;  // what dlopen was given: `path`, or the copy's /proc/self/fd/N
+  int copy_fd = -1;
 };
 
 LoadedPlugin::LoadedPlugin(std::shared_ptr<Library> library, std::string name,
@@ -93,6 +129,74 @@ std::string describe(const PluginBuildSignature& s) {
   return text;
 }
 
+// Whether the dynamic linker has a library loaded under `name` (which dlopen would hand back
+// instead of reading the file again).
+bool alreadyLoaded(const std::string& name) { return LoadedPlugin::Library::loaded(name); }
+
+std::string fdPath(int fd) { return absl::StrFormat("/proc/self/fd/%d", fd); }
+
+// A private copy of `path` in memory (memfd), for loading a file whose path is already loaded: a
+// plugin rebuilt in place and reloaded. dlopen of the same path would return the library already
+// loaded; a copy is a library of its own, with its own statics, unloaded when its last reference
+// goes. Returns the copy's fd, under a /proc/self/fd name no loaded library has.
+absl::StatusOr<int> privateCopy(const std::string& path) {
+  const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("cannot read '%s': %s", path, std::strerror(errno)));
+  }
+  int copy = ::memfd_create(fs::path(path).filename().c_str(), MFD_CLOEXEC);
+  if (copy < 0) {
+    const int err = errno;
+    ::close(in);
+    return absl::FailedPreconditionError(
+        absl::StrFormat("cannot copy '%s' to load it again: memfd_create: %s", path,
+                        std::strerror(err)));
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(in);
+      ::close(copy);
+      return absl::FailedPreconditionError(
+          absl::StrFormat("cannot read '%s': %s", path, std::strerror(err)));
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(copy, buf + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        const int err = errno;
+        ::close(in);
+        ::close(copy);
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "cannot copy '%s' to load it again: %s", path, std::strerror(err)));
+      }
+      done += w;
+    }
+  }
+  ::close(in);
+  // A library that could not be unloaded (e.g. one with STB_GNU_UNIQUE symbols) may still be
+  // known as this fd's name, from a copy whose fd was closed: move the copy to a name nobody has.
+  std::vector<int> taken;
+  while (alreadyLoaded(fdPath(copy))) {
+    const int moved = ::fcntl(copy, F_DUPFD_CLOEXEC, copy + 1);
+    taken.push_back(copy);
+    if (moved < 0) {
+      const int err = errno;
+      for (int fd : taken) ::close(fd);
+      return absl::FailedPreconditionError(
+          absl::StrFormat("cannot copy '%s' to load it again: %s", path, std::strerror(err)));
+    }
+    copy = moved;
+  }
+  for (int fd : taken) ::close(fd);
+  return copy;
+}
+
 absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requested,
                                                        const fs::path& file,
                                                        const PluginArgs& args) {
@@ -102,16 +206,29 @@ absl::StatusOr<std::shared_ptr<LoadedPlugin>> loadFile(std::string_view requeste
   const std::string path = abs.lexically_normal().string();
 
   auto library = std::make_shared<LoadedPlugin::Library>();
+  // The path itself, or a private copy when that path is loaded already (a reload).
+  std::string load_path = path;
+  if (alreadyLoaded(path)) {
+    auto copy = privateCopy(path);
+    if (!copy.ok()) return copy.status();
+    library->copy_fd = *copy;
+    load_path = fdPath(*copy);
+  }
+  library->path = path;
+  library->load_path = load_path;
   boost::dll::fs::error_code load_ec;
   // RTLD_NOW: an unresolved symbol fails here, not in the middle of serving. RTLD_LOCAL: plugins'
   // own symbols stay out of the global namespace, so two plugins never resolve to each other.
-  library->lib.load(path, load_ec,
+  library->lib.load(load_path, load_ec,
                     boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   if (load_ec || !library->lib.is_loaded()) {
     // Boost.DLL keeps dlerror()'s text after a failed load; it says why much better than errc.
+    // It names what was opened: the user's path, never the copy's.
     const char* why = ::dlerror();
-    return absl::FailedPreconditionError(absl::StrFormat("'%s' is not a loadable shared object: %s",
-                                                         path, why ? why : load_ec.message()));
+    std::string text = why ? std::string(why) : load_ec.message();
+    if (load_path != path) text = absl::StrReplaceAll(text, {{load_path, path}});
+    return absl::FailedPreconditionError(
+        absl::StrFormat("'%s' is not a loadable shared object: %s", path, text));
   }
 
   if (!library->lib.has(kPluginDescriptorSymbol)) {
