@@ -5,7 +5,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,19 +46,13 @@ struct Worker {
   std::optional<Clock::time_point> restart_at;
 
   // systemd (only with $NOTIFY_SOCKET): what this worker told the supervisor since it started.
-  int notify_fd = -1;        // the supervisor's end of its notification channel; -1: none
-  bool ready = false;        // it sent READY=1 (it listens)
-  bool reload_asked = false; // SIGHUP forwarded at reload_asked_usec; its RELOADING=1 not seen yet
+  int notify_fd = -1;  // the supervisor's end of its notification channel; -1: none
+  bool ready = false;  // it sent READY=1 (it listens)
+  // SIGHUP forwarded at reload_asked_usec, and no RELOADING=1 from it since.
+  bool reload_asked = false;
   uint64_t reload_asked_usec = 0;
-  bool reloading = false;    // it sent RELOADING=1 and not READY=1 since
+  bool reloading = false;  // it sent RELOADING=1, and no READY=1 since
 };
-
-// CLOCK_MONOTONIC in µs, the clock of MONOTONIC_USEC=.
-uint64_t monotonicUsec() {
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
-}
 
 std::string describeExit(int status) {
   if (WIFEXITED(status)) return absl::StrFormat("exited with status %d", WEXITSTATUS(status));
@@ -169,6 +162,7 @@ class Supervisor {
     w.reload_asked = false;
     w.reloading = false;
     LOG_INFO("worker %d started (pid %d)", w.index, pid);
+    if (w.ready) updateReadiness();
     return true;
   }
 

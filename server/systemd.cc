@@ -150,13 +150,13 @@ void notifyReady(std::string_view status) {
   sdNotify(absl::StrCat("READY=1\nSTATUS=", one_line));
 }
 
-void notifyReloading() {
+uint64_t monotonicUsec() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
-  const uint64_t usec =
-      static_cast<uint64_t>(now.tv_sec) * 1000000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
-  sdNotify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", usec));
+  return static_cast<uint64_t>(now.tv_sec) * 1000000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
 }
+
+void notifyReloading() { sdNotify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", monotonicUsec())); }
 
 void notifyStopping() { sdNotify("STOPPING=1"); }
 

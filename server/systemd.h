@@ -10,6 +10,7 @@
 // Thread safety: notify*() may be called from any thread, any number of times; they do nothing
 // when $NOTIFY_SOCKET was not set (or takeNotifySocket() was never called).
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,8 @@ void redirectNotifications(int fd, std::string name);
 void notifyReady(std::string_view status);
 // "RELOADING=1\nMONOTONIC_USEC=<CLOCK_MONOTONIC in µs>": a reload begins; notifyReady() when done.
 void notifyReloading();
+// CLOCK_MONOTONIC in µs: the clock of MONOTONIC_USEC=.
+uint64_t monotonicUsec();
 // "STOPPING=1": a graceful stop begins.
 void notifyStopping();
 // Sends `message` as one datagram. The first failure is logged as a warning, later ones only at
