@@ -36,6 +36,25 @@ std::vector<std::string> needRestart(const ServerConfig& now, const ServerConfig
     out.push_back(absl::StrFormat("balance changed (%s -> %s)", balanceName(now.server.balance),
                                   balanceName(wanted.server.balance)));
   }
+  auto mode = [](AcceptMode m) { return m == AcceptMode::kReusePort ? "reuseport" : "handoff"; };
+  if (now.server.accept_mode != wanted.server.accept_mode) {
+    out.push_back(absl::StrFormat("accept mode changed (%s -> %s)", mode(now.server.accept_mode),
+                                  mode(wanted.server.accept_mode)));
+  }
+  if (now.server.reuse_port != wanted.server.reuse_port) {
+    out.push_back(absl::StrFormat("reuseport changed (%v -> %v)", now.server.reuse_port,
+                                  wanted.server.reuse_port));
+  }
+  if (now.workers != wanted.workers) {
+    out.push_back(absl::StrFormat("workers changed (%d -> %d)", now.workers, wanted.workers));
+  }
+  auto admin = [](const std::optional<InetAddress>& a) {
+    return a ? a->toIpPort() : std::string("off");
+  };
+  if (admin(now.admin_listen) != admin(wanted.admin_listen)) {
+    out.push_back(absl::StrFormat("admin-listen changed (%s -> %s)", admin(now.admin_listen),
+                                  admin(wanted.admin_listen)));
+  }
   return out;
 }
 
@@ -71,7 +90,27 @@ absl::Status Reloader::tryReload(uint64_t number) {
   if (command->action != ServerCommand::Action::kServe) {
     return absl::FailedPreconditionError("the command line no longer asks to serve");
   }
-  const ServerConfig& wanted = command->config;
+  ServerConfig& wanted = command->config;
+  // What the start added to the command line's settings, added again. A --workers worker: the
+  // supervisor made it one (no workers of its own, SO_REUSEPORT on).
+  if (config_.supervised) {
+    wanted.workers = 0;
+    wanted.supervised = true;
+    wanted.server.reuse_port = true;
+  }
+  // Socket activation with no listener named: the inherited sockets are the listeners, served by
+  // `plugin` with its arguments (server/systemd.h); they are again, with the plugin read anew.
+  const bool from_inherited =
+      !config_.listeners.empty() && config_.listeners.front().spec.starts_with("inherited ");
+  if (from_inherited && wanted.listeners.size() == 1 && wanted.listeners[0].spec.empty()) {
+    std::vector<ListenerConfig> listeners = config_.listeners;
+    for (ListenerConfig& l : listeners) {
+      l.plugin = wanted.plugin;
+      l.plugin_args = wanted.plugin_args;
+    }
+    wanted.listeners = std::move(listeners);
+    wanted.server.listen_address = wanted.listeners.front().address;
+  }
 
   // Every listener that stays gets its plugin loaded again (a rebuilt .so at the same path is
   // read anew) before anything changes: all or nothing.

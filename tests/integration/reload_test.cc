@@ -470,7 +470,7 @@ TEST_F(ReloadTest, APluginThatDoesNotLoadLeavesTheOldOneServing) {
   installAt(kApiV2, plugin_);
   line = server.reload(2);
   EXPECT_NE(line.find("reload #2 failed"), std::string::npos) << line;
-  EXPECT_NE(line.find("was built for plugin API version 2, this server has version 3"),
+  EXPECT_NE(line.find("was built for plugin API version 2, this server has version 4"),
             std::string::npos)
       << line;
   EXPECT_EQ(greetingOf(server.address()), greeting(1));
