@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,11 +16,16 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "plexus/log.h"
 #include "plexus/version.h"
+#include "systemd.h"
 
 namespace plexus::server {
 namespace {
@@ -38,6 +44,14 @@ struct Worker {
   Clock::time_point started;
   milliseconds backoff{0};
   std::optional<Clock::time_point> restart_at;
+
+  // systemd (only with $NOTIFY_SOCKET): what this worker told the supervisor since it started.
+  int notify_fd = -1;  // the supervisor's end of its notification channel; -1: none
+  bool ready = false;  // it sent READY=1 (it listens)
+  // SIGHUP forwarded at reload_asked_usec, and no RELOADING=1 from it since.
+  bool reload_asked = false;
+  uint64_t reload_asked_usec = 0;
+  bool reloading = false;  // it sent RELOADING=1, and no READY=1 since
 };
 
 std::string describeExit(int status) {
@@ -65,6 +79,7 @@ class Supervisor {
       return 2;
     }
     self_ = ::getpid();
+    notify_ = notificationsEnabled();
     LOG_INFO("plexus-server %s supervisor (pid %d): starting %d worker%s", PLEXUS_VERSION_STRING,
              self_, config_.workers, config_.workers == 1 ? "" : "s");
     if (config_.server.reuse_port) warnIfRequestsCannotMigrate();
@@ -74,8 +89,11 @@ class Supervisor {
       if (!spawn(workers_[i])) stopAll();
     }
     while (running() > 0 || (!stopping_ && pendingRestarts())) {
-      pollfd p{sfd_, POLLIN, 0};
-      int r = ::poll(&p, 1, pollTimeoutMs());
+      std::vector<pollfd> fds = {{sfd_, POLLIN, 0}};
+      for (const Worker& w : workers_) {
+        if (w.notify_fd >= 0) fds.push_back({w.notify_fd, POLLIN, 0});
+      }
+      int r = ::poll(fds.data(), fds.size(), pollTimeoutMs());
       if (r < 0 && errno != EINTR) {
         LOG_ERROR("supervisor: poll: %s", std::strerror(errno));
         stopAll();
@@ -84,9 +102,11 @@ class Supervisor {
       while (::read(sfd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
         onSignal(static_cast<int>(info.ssi_signo));
       }
+      for (Worker& w : workers_) readNotifications(w);
       reap();
       if (!stopping_) restartDue();
     }
+    for (Worker& w : workers_) closeChannel(w);
     ::close(sfd_);
     LOG_INFO("plexus-server supervisor stopped");
     return exit_status_;
@@ -95,16 +115,37 @@ class Supervisor {
  private:
   bool spawn(Worker& w) {
     w.restart_at.reset();
+    // Under systemd the worker's notifications come here, over a channel of its own (so the
+    // supervisor knows whose they are), and the supervisor speaks to systemd for all of them:
+    // with NotifyAccess=main systemd listens to the main pid only.
+    int channel[2] = {-1, -1};
+    if (notify_ &&
+        ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, channel) < 0) {
+      LOG_WARN("worker %d: socketpair: %s (it is counted as ready without saying so)", w.index,
+               std::strerror(errno));
+      channel[0] = channel[1] = -1;
+    }
     const pid_t pid = ::fork();
     if (pid < 0) {
       LOG_ERROR("worker %d: fork: %s", w.index, std::strerror(errno));
+      if (channel[0] >= 0) ::close(channel[0]);
+      if (channel[1] >= 0) ::close(channel[1]);
       exit_status_ = 1;
       return false;
     }
     if (pid == 0) {
-      // The worker: the signal mask and fds of a plain plexus-server.
+      // The worker: the fds of a plain plexus-server, its notifications to the supervisor.
       ::close(sfd_);
-      sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+      for (Worker& other : workers_) closeChannel(other);
+      if (channel[0] >= 0) ::close(channel[0]);
+      if (notify_) {
+        redirectNotifications(channel[1], absl::StrFormat("the supervisor (pid %d)", self_));
+      }
+      // serve() reads SIGINT, SIGTERM and SIGHUP from a signalfd: kept blocked from here, so that
+      // one forwarded before it gets there waits for it instead of killing the worker.
+      sigset_t mask = old_mask_;
+      for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&mask, s);
+      sigprocmask(SIG_SETMASK, &mask, nullptr);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != self_) std::_Exit(0);  // the supervisor died before prctl
       ServerConfig worker = config_;
@@ -113,9 +154,15 @@ class Supervisor {
       worker.server.reuse_port = true;
       std::exit(serve_(worker));
     }
+    if (channel[1] >= 0) ::close(channel[1]);
     w.pid = pid;
     w.started = Clock::now();
+    w.notify_fd = channel[0];
+    w.ready = notify_ && channel[0] < 0;  // no channel: it cannot say so
+    w.reload_asked = false;
+    w.reloading = false;
     LOG_INFO("worker %d started (pid %d)", w.index, pid);
+    if (w.ready) updateReadiness();
     return true;
   }
 
@@ -123,12 +170,25 @@ class Supervisor {
     if (signo == SIGCHLD) return;  // reap() runs after every wakeup
     if (signo == SIGHUP) {
       LOG_INFO("SIGHUP: forwarded to %d worker%s", running(), running() == 1 ? "" : "s");
+      // systemd: RELOADING=1 now, READY=1 once every worker has reloaded. Before the first
+      // READY=1 there is nothing to say: that one comes when every worker is ready.
+      if (notify_ && announced_ready_ && !stopping_) {
+        const uint64_t now = monotonicUsec();  // before the kill: each worker's reload is later
+        notifyReloading();
+        reload_pending_ = true;
+        for (Worker& w : workers_) {
+          if (w.pid <= 0) continue;
+          w.reload_asked = true;
+          w.reload_asked_usec = now;
+        }
+      }
       forward(SIGHUP);
       return;
     }
     if (!stopping_) {
       LOG_INFO("SIG%s: stopping %d worker%s gracefully", sigabbrev_np(signo), running(),
                running() == 1 ? "" : "s");
+      notifyStopping();
     } else {
       LOG_WARN("SIG%s again: forwarded (the workers stop now)", sigabbrev_np(signo));
     }
@@ -138,7 +198,10 @@ class Supervisor {
   }
 
   void stopAll() {
-    if (!stopping_) forward(SIGTERM);
+    if (!stopping_) {
+      notifyStopping();
+      forward(SIGTERM);
+    }
     stopping_ = true;
     for (Worker& w : workers_) w.restart_at.reset();
   }
@@ -158,6 +221,8 @@ class Supervisor {
                              [pid](const Worker& w) { return w.pid == pid; });
       if (it == workers_.end()) continue;
       Worker& w = *it;
+      readNotifications(w);  // what it said before it died
+      closeChannel(w);
       w.pid = -1;
       const std::string how = describeExit(status);
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -187,7 +252,96 @@ class Supervisor {
                  std::chrono::duration<double>(w.backoff).count());
       }
       w.restart_at = Clock::now() + w.backoff;
+      // systemd shows it; no READY=1 again when the new one is ready, only the status.
+      if (notify_ && announced_ready_) {
+        sdNotify(absl::StrFormat("STATUS=%d of %s; worker %d (pid %d) %s: restarting", readyCount(),
+                                 statusText(), w.index, pid, how));
+      }
     }
+    updateReadiness();  // a reload may have waited for the worker that died
+  }
+
+  // The worker's notifications, until none is waiting; its channel closes at end of file.
+  void readNotifications(Worker& w) {
+    char buf[4096];
+    while (w.notify_fd >= 0) {
+      const ssize_t n = ::recv(w.notify_fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) {
+        onNotification(w, std::string_view(buf, static_cast<size_t>(n)));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+      } else {
+        closeChannel(w);  // the worker exited (or the channel failed): nothing more comes
+      }
+    }
+  }
+
+  void closeChannel(Worker& w) {
+    if (w.notify_fd >= 0) ::close(w.notify_fd);
+    w.notify_fd = -1;
+  }
+
+  // One worker's sd_notify message (server/systemd.h: READY=1, RELOADING=1, STOPPING=1).
+  void onNotification(Worker& w, std::string_view message) {
+    bool ready = false, reloading = false, has_usec = false;
+    uint64_t usec = 0;
+    for (absl::string_view line :
+         absl::StrSplit(absl::string_view(message.data(), message.size()), '\n')) {
+      if (line == "READY=1") {
+        ready = true;
+      } else if (line == "RELOADING=1") {
+        reloading = true;
+      } else if (absl::ConsumePrefix(&line, "MONOTONIC_USEC=")) {
+        has_usec = absl::SimpleAtoi(line, &usec);
+      } else if (absl::ConsumePrefix(&line, "STATUS=") && ready) {
+        status_ = std::string(line);  // "listening on 0.0.0.0:9000"
+      }
+    }
+    if (reloading) {
+      w.reloading = true;
+      // A reload that began before the last SIGHUP reached it answers an earlier one.
+      if (!has_usec || usec >= w.reload_asked_usec) w.reload_asked = false;
+    }
+    if (ready) {
+      w.reloading = false;
+      const bool first = !w.ready;
+      w.ready = true;
+      if (first && announced_ready_ && !reload_pending_ && !stopping_ &&
+          readyCount() == config_.workers) {
+        sdNotify("STATUS=" + statusText());  // a restarted worker is back
+      }
+    }
+    if (ready || reloading) updateReadiness();
+  }
+
+  // READY=1 to systemd once every worker is ready (at start), and again once every worker has
+  // finished the reload a SIGHUP asked for.
+  void updateReadiness() {
+    if (!notify_ || stopping_) return;
+    if (!announced_ready_) {
+      if (readyCount() < config_.workers) return;
+      announced_ready_ = true;
+      notifyReady(statusText());
+      return;
+    }
+    if (!reload_pending_) return;
+    for (const Worker& w : workers_) {
+      if (w.pid > 0 && (w.reload_asked || w.reloading)) return;
+    }
+    reload_pending_ = false;
+    notifyReady(statusText());
+  }
+
+  int readyCount() const {
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
+                                          [](const Worker& w) { return w.pid > 0 && w.ready; }));
+  }
+  // "2 workers listening on 0.0.0.0:9000"
+  std::string statusText() const {
+    return absl::StrFormat("%d worker%s %s", config_.workers, config_.workers == 1 ? "" : "s",
+                           status_.empty() ? "ready" : status_);
   }
 
   void restartDue() {
@@ -226,6 +380,11 @@ class Supervisor {
   pid_t self_ = -1;
   bool stopping_ = false;
   int exit_status_ = 0;
+  // systemd (server/systemd.h), with $NOTIFY_SOCKET only.
+  bool notify_ = false;
+  bool announced_ready_ = false;  // READY=1 sent once every worker was ready
+  bool reload_pending_ = false;   // RELOADING=1 sent; READY=1 when every worker has reloaded
+  std::string status_;            // the workers' STATUS=, e.g. "listening on 0.0.0.0:9000"
 };
 
 }  // namespace

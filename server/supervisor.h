@@ -12,6 +12,11 @@
 //   them all and exits 0 if each exited 0, else 1. The same signal again is forwarded again (the
 //   workers then stop at once). SIGHUP: forwarded to every worker.
 // - Workers get SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG).
+// - systemd ($NOTIFY_SOCKET, server/systemd.h): the workers' notifications come to the supervisor
+//   (a SOCK_SEQPACKET pair per worker), which alone speaks to systemd, as NotifyAccess=main wants:
+//   READY=1 with "STATUS=N workers listening on ..." once every worker is ready; on SIGHUP
+//   RELOADING=1 first, READY=1 once every worker has reloaded; STOPPING=1 when the stop begins. A
+//   worker that dies and comes back changes STATUS= only. Without $NOTIFY_SOCKET: no channels.
 //
 // Single-threaded: call it from main() before any thread or plugin exists (it forks).
 

@@ -30,6 +30,7 @@ struct NotifyTarget {
   absl::Mutex mu;
   std::string name ABSL_GUARDED_BY(mu);  // $NOTIFY_SOCKET as given; empty: notifications off
   int fd ABSL_GUARDED_BY(mu) = -1;       // a datagram socket, opened at the first notification
+  bool connected ABSL_GUARDED_BY(mu) = false;  // fd is connected (redirectNotifications())
   bool failed_once ABSL_GUARDED_BY(mu) = false;
 };
 
@@ -84,6 +85,23 @@ void takeNotifySocket() {
   ::unsetenv("NOTIFY_SOCKET");
 }
 
+bool notificationsEnabled() {
+  NotifyTarget& t = target();
+  absl::MutexLock lock(&t.mu);
+  return !t.name.empty();
+}
+
+void redirectNotifications(int fd, std::string name) {
+  NotifyTarget& t = target();
+  absl::MutexLock lock(&t.mu);
+  // A socket opened before the fork is the parent's too: only this process's copy closes.
+  if (t.fd >= 0) ::close(t.fd);
+  t.fd = fd;
+  t.name = fd >= 0 ? std::move(name) : std::string();  // no channel: notifications off
+  t.connected = true;
+  t.failed_once = false;
+}
+
 bool sdNotify(std::string_view message) {
   NotifyTarget& t = target();
   absl::MutexLock lock(&t.mu);
@@ -91,7 +109,11 @@ bool sdNotify(std::string_view message) {
   sockaddr_un addr;
   socklen_t len = 0;
   std::string error;
-  if (absl::Status s = notifyAddress(t.name, &addr, &len); !s.ok()) {
+  if (t.connected) {
+    ssize_t n = ::send(t.fd, message.data(), message.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(message.size())) return true;
+    error = n < 0 ? errnoText(errno) : "short send";
+  } else if (absl::Status s = notifyAddress(t.name, &addr, &len); !s.ok()) {
     error = std::string(s.message());
   } else {
     if (t.fd < 0) t.fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -107,12 +129,14 @@ bool sdNotify(std::string_view message) {
   }
   // The first line of the message names it: "READY=1", "STOPPING=1"...
   const std::string_view what = message.substr(0, message.find('\n'));
+  const std::string where =
+      t.connected ? t.name : absl::StrCat("NOTIFY_SOCKET '", t.name, "'");
   if (!t.failed_once) {
     t.failed_once = true;
-    LOG_WARN("sd_notify: cannot send %s to NOTIFY_SOCKET '%s': %s (later failures are logged at "
-             "debug level)", what, t.name, error);
+    LOG_WARN("sd_notify: cannot send %s to %s: %s (later failures are logged at debug level)",
+             what, where, error);
   } else {
-    LOG_DEBUG("sd_notify: cannot send %s to NOTIFY_SOCKET '%s': %s", what, t.name, error);
+    LOG_DEBUG("sd_notify: cannot send %s to %s: %s", what, where, error);
   }
   return false;
 }
@@ -126,13 +150,13 @@ void notifyReady(std::string_view status) {
   sdNotify(absl::StrCat("READY=1\nSTATUS=", one_line));
 }
 
-void notifyReloading() {
+uint64_t monotonicUsec() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
-  const uint64_t usec =
-      static_cast<uint64_t>(now.tv_sec) * 1000000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
-  sdNotify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", usec));
+  return static_cast<uint64_t>(now.tv_sec) * 1000000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
 }
+
+void notifyReloading() { sdNotify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", monotonicUsec())); }
 
 void notifyStopping() { sdNotify("STOPPING=1"); }
 

@@ -10,6 +10,7 @@
 // Thread safety: notify*() may be called from any thread, any number of times; they do nothing
 // when $NOTIFY_SOCKET was not set (or takeNotifySocket() was never called).
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,10 +27,21 @@ namespace plexus::server {
 // unix socket address is logged (once, at the first notification), never fatal.
 void takeNotifySocket();
 
+// True when takeNotifySocket() found $NOTIFY_SOCKET (notifications are sent somewhere).
+bool notificationsEnabled();
+
+// From now on notifications go over `fd` (taken over), a connected datagram or seqpacket socket,
+// instead of to $NOTIFY_SOCKET: a --workers worker's channel to its supervisor, which speaks to
+// systemd for all of them (server/supervisor.h). `name` names it in messages; `fd` < 0 turns
+// notifications off. Call it in a single-threaded process (the worker, just after fork).
+void redirectNotifications(int fd, std::string name);
+
 // "READY=1\nSTATUS=<status>": every listener listens (at start, and again after a reload).
 void notifyReady(std::string_view status);
 // "RELOADING=1\nMONOTONIC_USEC=<CLOCK_MONOTONIC in µs>": a reload begins; notifyReady() when done.
 void notifyReloading();
+// CLOCK_MONOTONIC in µs: the clock of MONOTONIC_USEC=.
+uint64_t monotonicUsec();
 // "STOPPING=1": a graceful stop begins.
 void notifyStopping();
 // Sends `message` as one datagram. The first failure is logged as a warning, later ones only at

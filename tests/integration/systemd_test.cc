@@ -1,7 +1,10 @@
 // plexus-server under a service manager, the test playing systemd's part (server/systemd.h):
 //
 // - sd_notify: a unix datagram socket bound to a temporary path (or an abstract name) is given as
-//   NOTIFY_SOCKET; "READY=1" arrives once the port accepts, "STOPPING=1" after SIGTERM.
+//   NOTIFY_SOCKET; "READY=1" arrives once the port accepts, "STOPPING=1" after SIGTERM. With
+//   --workers every datagram comes from the supervisor's pid (SO_PASSCRED tells the sender, as
+//   systemd checks for NotifyAccess=main): one READY=1 once both workers listen, RELOADING=1 then
+//   READY=1 around a SIGHUP, STOPPING=1.
 // - Socket activation: a listening socket made here is handed over as fd 3 with LISTEN_PID (set in
 //   the child, after fork) and LISTEN_FDS; the server accepts on it without binding. A LISTEN_PID
 //   that is not the server's is ignored; an inherited socket that matches no listener is a
@@ -21,7 +24,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -137,9 +144,19 @@ class Server {
   }
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   // Until its log has `needle` (or it exits, or the time is up).
   bool waitLog(const std::string& needle) {
     return child::readUntilContains(err_, &log_, needle, kTimeout);
+  }
+  // Until its log has `needle` `n` times.
+  bool waitLogCount(const std::string& needle, int n, milliseconds timeout = kTimeout) {
+    size_t from = 0;
+    for (int i = 0; i < n; ++i) {
+      if (!child::readUntilContains(err_, &log_, needle, timeout, from)) return false;
+      from = log_.find(needle, from) + needle.size();
+    }
+    return true;
   }
   const std::string& log() const { return log_; }
   void signal(int sig) { ::kill(pid_, sig); }
@@ -198,7 +215,10 @@ class NotifySocket {
       std::memcpy(addr.sun_path, name_.data(), name_.size());
       len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name_.size() + 1);
     }
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    // As systemd does: each datagram comes with its sender's credentials.
+    const int on = 1;
+    if (::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) < 0 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
       ::close(fd_);
       fd_ = -1;
     }
@@ -212,13 +232,30 @@ class NotifySocket {
   }
   bool ok() const { return fd_ >= 0; }
   const std::string& name() const { return name_; }
-  // The next datagram, or "(none)" after `timeout`.
-  std::string receive(milliseconds timeout = kTimeout) {
+  // The next datagram, or "(none)" after `timeout`; `sender`: the pid of the process that sent it
+  // (SCM_CREDENTIALS), -1 if none came.
+  std::string receive(milliseconds timeout = kTimeout, pid_t* sender = nullptr) {
+    if (sender != nullptr) *sender = -1;
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return "(none)";
     char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n < 0 ? "(error)" : std::string(buf, static_cast<size_t>(n));
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd_, &msg, 0);
+    if (n < 0) return "(error)";
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (sender != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred;
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        *sender = cred.pid;
+      }
+    }
+    return std::string(buf, static_cast<size_t>(n));
   }
 
  private:
@@ -253,6 +290,111 @@ void readyThenStopping(bool abstract) {
 TEST(SystemdNotifyTest, ReadyOnceListeningThenStoppingOnSigterm) { readyThenStopping(false); }
 
 TEST(SystemdNotifyTest, AbstractNotifySocket) { readyThenStopping(true); }
+
+// The supervisor's children (its workers), from /proc.
+std::vector<pid_t> childrenOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t p; in >> p;) out.push_back(p);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The inodes of the TCP sockets listening on `port` (/proc/net/tcp: this network namespace).
+std::set<std::string> listeningInodes(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::set<std::string> out;
+  std::string line;
+  std::getline(in, line);  // the header
+  char local_port[8];
+  std::snprintf(local_port, sizeof local_port, ":%04X", port);
+  while (std::getline(in, line)) {
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+    std::istringstream fields(line);
+    std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
+    fields >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (state == "0A" && local.size() > 5 && local.substr(local.size() - 5) == local_port) {
+      out.insert(inode);
+    }
+  }
+  return out;
+}
+
+// How many of `inodes` process `pid` holds open.
+int socketsHeld(pid_t pid, const std::set<std::string>& inodes) {
+  int held = 0;
+  for (const std::string& inode : inodes) {
+    const std::string target = "socket:[" + inode + "]";
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
+    for (int fd = 0; fd < 1024; ++fd) {
+      char link[64];
+      const ssize_t n = ::readlink((dir + std::to_string(fd)).c_str(), link, sizeof link);
+      if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) {
+        ++held;
+        break;
+      }
+    }
+  }
+  return held;
+}
+
+TEST(SystemdNotifyTest, WorkersReportThroughTheSupervisor) {
+  NotifySocket notify(false);
+  ASSERT_TRUE(notify.ok()) << std::strerror(errno);
+  const uint16_t port = freePort();
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  Server server({.args = {"--listen", address, "--plugin", kEchoPlugin, "--threads", "1",
+                          "--workers", "2"},
+                 .env = {"NOTIFY_SOCKET=" + notify.name()}});
+  ASSERT_TRUE(server.started());
+  const std::string ready = "READY=1\nSTATUS=2 workers listening on " + address;
+
+  // One READY=1, from the supervisor (systemd's main pid), once both workers listen.
+  pid_t from = 0;
+  ASSERT_EQ(notify.receive(kTimeout, &from), ready) << server.log();
+  EXPECT_EQ(from, server.pid());
+  const std::vector<pid_t> workers = childrenOf(server.pid());
+  ASSERT_EQ(workers.size(), 2u);
+  const std::set<std::string> listening = listeningInodes(port);
+  EXPECT_EQ(listening.size(), 2u) << "one SO_REUSEPORT socket per worker";
+  for (pid_t w : workers) EXPECT_EQ(socketsHeld(w, listening), 1) << "worker " << w;
+  for (int i = 0; i < 20; ++i) {
+    const std::string data = randomBytes(4096 + i, static_cast<uint64_t>(i));
+    ASSERT_TRUE(echo(port, data) == data) << "connection " << i << " not echoed as sent";
+  }
+  EXPECT_EQ(notify.receive(milliseconds(50)), "(none)") << "READY=1 once, and nothing else";
+
+  // SIGHUP: RELOADING=1 at once, READY=1 once both workers have reloaded (each logs it first).
+  server.signal(SIGHUP);
+  const std::string reloading = notify.receive(kTimeout, &from);
+  EXPECT_EQ(reloading.rfind("RELOADING=1\nMONOTONIC_USEC=", 0), 0u) << reloading;
+  EXPECT_EQ(from, server.pid());
+  EXPECT_EQ(notify.receive(kTimeout, &from), ready) << server.log();
+  EXPECT_EQ(from, server.pid());
+  EXPECT_TRUE(server.waitLogCount("reload #1 done", 2, milliseconds(2000))) << server.log();
+  EXPECT_EQ(echo(port, "after the reload\n"), "after the reload\n");
+
+  // A worker killed and restarted: STATUS= says so, no READY=1 again.
+  ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  const std::string down = notify.receive(kTimeout, &from);
+  EXPECT_EQ(down.rfind("STATUS=1 of 2 workers listening on " + address + "; worker ", 0), 0u)
+      << down;
+  EXPECT_NE(down.find("(pid " + std::to_string(workers[1]) + ") killed by SIGKILL: restarting"),
+            std::string::npos)
+      << down;
+  EXPECT_EQ(from, server.pid());
+  EXPECT_EQ(notify.receive(kTimeout, &from), "STATUS=2 workers listening on " + address)
+      << server.log();
+  EXPECT_EQ(from, server.pid());
+  EXPECT_EQ(echo(port, "restarted\n"), "restarted\n");
+
+  // SIGTERM: STOPPING=1 from the supervisor, which exits 0 with its workers, and nothing more.
+  server.signal(SIGTERM);
+  EXPECT_EQ(notify.receive(kTimeout, &from), "STOPPING=1");
+  EXPECT_EQ(from, server.pid());
+  EXPECT_EQ(server.wait(), 0) << server.log();
+  EXPECT_EQ(notify.receive(milliseconds(50)), "(none)");
+}
 
 TEST(SystemdNotifyTest, UnreachableNotifySocketIsLoggedOnceAndServes) {
   const uint16_t port = freePort();
