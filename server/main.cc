@@ -283,6 +283,8 @@ int serve(const ServerConfig& config) {
     LOG_INFO("plexus-server %s listening on %s: engine %s, %s", PLEXUS_VERSION_STRING,
              absl::StrJoin(each, ", "), loop.engineDescription(), thread_text);
   }
+  // A worker restarted after a reload: reloads as its siblings did (the config file anew).
+  if (config.reload_at_start) (void)reloader.reload();
   // systemd (Type=notify): every listener listens.
   notifyReady(ready_status);
   // The base loop's own failure has been reported through loop_failed already.

@@ -51,6 +51,9 @@ struct ServerConfig {
   // --workers: worker processes under a supervisor (server/supervisor.h); 0: none, serve here.
   int workers = 0;
   bool supervised = false;  // set in a --workers worker (not an option)
+  // Set in a --workers worker started after the supervisor forwarded a SIGHUP (not an option): it
+  // reloads once it listens, so that it serves what its reloaded siblings serve.
+  bool reload_at_start = false;
   // --admin-listen HOST:PORT: where /metrics and /healthz are served; unset: no admin listener.
   std::optional<InetAddress> admin_listen;
   std::string config_file;  // empty: none was given

@@ -152,6 +152,7 @@ class Supervisor {
       worker.workers = 0;
       worker.supervised = true;
       worker.server.reuse_port = true;
+      worker.reload_at_start = sighups_forwarded_ > 0;
       std::exit(serve_(worker));
     }
     if (channel[1] >= 0) ::close(channel[1]);
@@ -183,6 +184,7 @@ class Supervisor {
         }
       }
       forward(SIGHUP);
+      ++sighups_forwarded_;  // a worker started from now on reloads once it listens
       return;
     }
     if (!stopping_) {
@@ -379,6 +381,7 @@ class Supervisor {
   int sfd_ = -1;
   pid_t self_ = -1;
   bool stopping_ = false;
+  uint64_t sighups_forwarded_ = 0;  // a worker spawned after one reloads at its start
   int exit_status_ = 0;
   // systemd (server/systemd.h), with $NOTIFY_SOCKET only.
   bool notify_ = false;

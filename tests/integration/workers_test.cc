@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "integration/upgrade_support.h"
 #include "support/test_util.h"
 
@@ -89,6 +93,61 @@ TEST(WorkersTest, AWorkerThatCannotStartStopsTheSupervisor) {
               "--plugin", "/nonexistent/plugin.so"});
   EXPECT_EQ(sup.stop(0, std::chrono::milliseconds(20000)), 2) << sup.log();
   EXPECT_NE(sup.log().find("(bad configuration): stopping"), std::string::npos) << sup.log();
+}
+
+// The greeting line of the reloadable test plugin (tests/plugin/test_plugins/reloadable.cc):
+// "reloadable vN tag= loads=1\n", sent on connect.
+std::string greetingAt(uint16_t port) {
+  const int fd = connectBlocking(InetAddress(port, /*loopback_only=*/true));
+  if (fd < 0) return "connect failed";
+  std::string line;
+  while (line.empty() || line.back() != '\n') {
+    std::string c = readExactly(fd, 1);
+    if (c.empty()) break;
+    line += c;
+  }
+  ::close(fd);
+  return line;
+}
+
+// A worker that replaces a crashed one after a reload serves what its reloaded siblings serve: it
+// reloads once it listens, instead of serving the settings the supervisor started with.
+TEST(WorkersTest, AWorkerRestartedAfterAReloadServesTheReloadedSettings) {
+  namespace fs = std::filesystem;
+  const std::string dir =
+      fs::temp_directory_path() / ("plexus-workers-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string config = dir + "/server.conf";
+  const std::string plugin = std::string(PLEXUS_TEST_PLUGIN_DIR) + "/reloadable_v1.so";
+  auto writeConfig = [&](const std::string& tag) {
+    std::ofstream(config + ".new") << "plugin = " << plugin << "\nplugin-arg = tag=" << tag
+                                   << "\n";
+    fs::rename(config + ".new", config);
+  };
+  writeConfig("one");
+
+  const uint16_t port = upgrade::freeLoopbackPort();
+  Server sup({"--listen", "127.0.0.1:" + std::to_string(port), "--workers", "2", "--threads", "1",
+              "--config", config});
+  ASSERT_TRUE(sup.waitFor("listening on", 2)) << sup.log();
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(greetingAt(port), "reloadable v1 tag=one loads=1\n");
+
+  writeConfig("two");
+  ::kill(sup.pid(), SIGHUP);
+  ASSERT_TRUE(sup.waitFor("reload #1 done", 2)) << sup.log();
+
+  std::vector<pid_t> workers = childrenOf(sup.pid());
+  ASSERT_EQ(workers.size(), 2u) << sup.log();
+  ASSERT_EQ(::kill(workers[0], SIGKILL), 0);
+  ASSERT_TRUE(sup.waitFor("killed by SIGKILL: restarting")) << sup.log();
+  // The new worker listens, then reloads: its "reload #1 done" is the third.
+  ASSERT_TRUE(sup.waitFor("reload #1 done", 3)) << sup.log();
+  // Whichever worker the kernel picks, every connection gets the reloaded argument.
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(greetingAt(port), "reloadable v1 tag=two loads=1\n") << "connection " << i;
+  }
+  EXPECT_EQ(sup.stop(SIGTERM), 0) << sup.log();
+  fs::remove_all(dir);
 }
 
 }  // namespace
