@@ -106,14 +106,14 @@ class Bench:
         server = self.args.bin_dir / "plexus-server"
         for b in self.net.backends():
             argv = [str(server), "--threads", str(self.args.threads), "--log-level", "warn",
-                    "--listen", f":{b.echo_port} echo",
-                    "--listen", f":{b.http_port} http root={www} 'return:/healthz=200 ok' "
+                    "--admin-listen", f":{b.admin_port}", "--listen", f":{b.echo_port} echo",
+                    "--listen", f":{b.http_port} http root={www} "
                                 f"'return:/hello=200 {HELLO}'"]
             log = open(self.work / f"{b.name}.log", "ab")
             self.servers[b.name] = subprocess.Popen(self.net.exec_args(b.name, argv), stdout=log,
                                                     stderr=subprocess.STDOUT)
             log.close()
-            for port in (b.echo_port, b.http_port):
+            for port in (b.echo_port, b.http_port, b.admin_port):
                 pd.wait_until(lambda: self.servers[b.name].poll() is not None or
                               pd.connectable(b.addr, port), 10, f"{b.name} on {port}")
             if self.servers[b.name].poll() is not None:

@@ -33,6 +33,8 @@ HAPROXY_TEMPLATE = DEPLOY_DIR / "haproxy" / "haproxy.cfg"
 # The ports inside the namespaces: each namespace is a host of its own, so nothing else uses them.
 BACKEND_ECHO_PORT = 7000
 BACKEND_HTTP_PORT = 8080
+# Each backend's admin listener (--admin-listen): HAProxy's HTTP check asks its /healthz.
+BACKEND_ADMIN_PORT = 9100
 LB_ECHO_PORT = 17000
 LB_HTTP_PORT = 18080
 
@@ -69,6 +71,7 @@ class Backend:
     addr: str
     echo_port: int = BACKEND_ECHO_PORT
     http_port: int = BACKEND_HTTP_PORT
+    admin_port: int = BACKEND_ADMIN_PORT
 
 
 class Network:
@@ -142,7 +145,8 @@ def render_config(lb_addr, stats_socket, backends, echo_port=LB_ECHO_PORT, http_
                   template=HAPROXY_TEMPLATE):
     text = Path(template).read_text()
     echo = "\n".join(f"    server {b.name} {b.addr}:{b.echo_port} check" for b in backends)
-    http = "\n".join(f"    server {b.name} {b.addr}:{b.http_port} check" for b in backends)
+    http = "\n".join(f"    server {b.name} {b.addr}:{b.http_port} check port {b.admin_port}"
+                     for b in backends)
     fields = {"LB_ADDR": lb_addr, "ECHO_PORT": str(echo_port), "HTTP_PORT": str(http_port),
               "STATS_SOCKET": str(stats_socket), "ECHO_SERVERS": echo, "HTTP_SERVERS": http}
     for name, value in fields.items():

@@ -6,7 +6,7 @@
 Network namespaces of a prefix unique to this run (deploy/netns-hosts.sh): PREFIX-lb holds
 HAProxy (deploy/haproxy/haproxy.cfg) and this test's clients, PREFIX-h1..h3 one plexus-server each,
 with an echo listener (:7000) and an http listener (:8080, GET /whoami answers the host's name,
-GET /healthz 200 for HAProxy's check, files from a directory of random data). Steps, each asserted:
+GET /healthz on each backend's admin listener (--admin-listen) for HAProxy's check, files from a directory of random data). Steps, each asserted:
 
 1. load: 50 connections echo random sizes through HAProxy, every byte checked, beside
    `plexus-client bench --verify` on 50 more; HTTP GETs of files and of /whoami through HAProxy,
@@ -243,8 +243,8 @@ class Deployment:
     def start_server(self, host):
         b = next(b for b in self.net.backends() if b.name == host)
         argv = [str(self.args.bin_dir / "plexus-server"), "--threads", "1", "--log-level", "info",
-                "--listen", f":{b.echo_port} echo",
-                "--listen", f":{b.http_port} http root={self.www} 'return:/healthz=200 ok' "
+                "--admin-listen", f":{b.admin_port}", "--listen", f":{b.echo_port} echo",
+                "--listen", f":{b.http_port} http root={self.www} "
                             f"'return:/whoami=200 {host}'"]
         if self.args.plugin_dir:
             argv[1:1] = ["--plugin-dir", str(self.args.plugin_dir)]
@@ -252,7 +252,7 @@ class Deployment:
         self.servers[host] = subprocess.Popen(self.net.exec_args(host, argv), stdout=out,
                                               stderr=subprocess.STDOUT)
         out.close()
-        for port in (b.echo_port, b.http_port):
+        for port in (b.echo_port, b.http_port, b.admin_port):
             pd.wait_until(lambda: self.servers[host].poll() is not None or
                           pd.connectable(b.addr, port), 10, f"{host}'s plexus-server on {port}")
         if self.servers[host].poll() is not None:
