@@ -37,6 +37,13 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// The nothrow forms too (std::stable_sort's temporary buffer uses them): with a sanitizer, the
+// library's own would allocate through the sanitizer's allocator, which free() above then refuses.
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  if (t_count) g_server_allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n ? n : 1);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 
 namespace plexus {
