@@ -146,8 +146,8 @@ struct MetricsRegistry::State {
   // By label text: a server started again (a reload) gets the scopes it had.
   std::map<std::string, Scoped*> scope_by_labels ABSL_GUARDED_BY(mutex);
   std::map<uint64_t, Collector> collectors ABSL_GUARDED_BY(mutex);
-  uint64_t next_collector = 1 ABSL_GUARDED_BY(mutex);
-  bool process_added = false ABSL_GUARDED_BY(mutex);
+  uint64_t next_collector ABSL_GUARDED_BY(mutex) = 1;
+  bool process_added ABSL_GUARDED_BY(mutex) = false;
 
   // The series `name{labels}` of `type`: found, or made. A name taken by the other type, or not a
   // valid name, gets a cell of its own that is never rendered.
