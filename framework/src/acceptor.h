@@ -1,6 +1,8 @@
 #pragma once
-// Acceptor: the listening socket of a TcpServer, on the main reactor. Accepts with accept4 until
-// EAGAIN and hands each new fd to the server. Loop thread only.
+// Acceptor: the listening socket of a TcpServer, on the main reactor (or, in reuseport accept
+// mode, one per sub-reactor). Watches it level-triggered in every engine mode (kEventLevel), accepts
+// a bounded batch with accept4 per wake-up and hands each new fd to the server; connections still
+// queued wake the loop again. Loop thread only.
 //
 // Out of fds (EMFILE/ENFILE): a reserve fd on /dev/null is closed, the pending connection accepted
 // and closed at once, and the reserve reopened; so the listening socket never stays readable and

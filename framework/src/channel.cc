@@ -30,4 +30,11 @@ void Channel::remove() {
   interest_ = 0;
 }
 
+void Channel::removeBeforeClose() {
+  if (!registered_) return;
+  loop_->removeChannelBeforeClose(this);
+  registered_ = false;
+  interest_ = 0;
+}
+
 }  // namespace plexus

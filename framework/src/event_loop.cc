@@ -236,4 +236,10 @@ void EventLoop::removeChannel(Channel* channel) {
   if (!s.ok()) LOG_ERROR("removing fd %d: %s", channel->fd(), s.message());
 }
 
+void EventLoop::removeChannelBeforeClose(Channel* channel) {
+  assertInLoopThread();
+  absl::Status s = engine_->removeBeforeClose(channel->fd());
+  if (!s.ok()) LOG_ERROR("removing fd %d: %s", channel->fd(), s.message());
+}
+
 }  // namespace plexus

@@ -154,8 +154,7 @@ void TcpConnection::connectDestroyed() {
     // The owner is going away with the connection still open.
     state_.store(kDisconnected, std::memory_order_release);
     getLoop()->cancel(idle_timer_);
-    channel_.remove();
-    closeFdNow();
+    removeAndCloseFd();
     reportClosed(shared_from_this());
   }
   // The handler goes now, on the loop thread, not whenever the last reference does.
@@ -170,6 +169,19 @@ void TcpConnection::releaseSelf() {
   // they have returned.
   if (!self_ || in_event_) return;
   getLoop()->queueInLoop([self = std::move(self_)] {});
+}
+
+// Out of the engine before the fd is closed. The socket came from accept4 or socket() with
+// CLOEXEC and Plexus never dups it, so this close is its last reference: the epoll engine may skip
+// the epoll_ctl DEL (Engine::removeBeforeClose()). An fd the connection no longer owns is
+// removed the long way.
+void TcpConnection::removeAndCloseFd() {
+  if (fd_open_) {
+    channel_.removeBeforeClose();
+  } else {
+    channel_.remove();
+  }
+  closeFdNow();
 }
 
 void TcpConnection::closeFdNow() {
@@ -491,9 +503,7 @@ void TcpConnection::handleClose() {
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
   state_.store(kDisconnected, std::memory_order_release);
   getLoop()->cancel(idle_timer_);
-  // Out of the engine before the fd is closed.
-  channel_.remove();
-  closeFdNow();
+  removeAndCloseFd();
   output_.retrieveAll();
   output_.releaseIfEmpty();
   closeFiles();

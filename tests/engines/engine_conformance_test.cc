@@ -685,6 +685,82 @@ TEST_P(EngineConformanceTest, FdsAtAndAboveFdSetSize) {
   ASSERT_TRUE(engine_->remove(low.a.get()).ok());
 }
 
+// kEventLevel: reported again while the condition holds, in every mode, with no re-arm (no
+// epoll_ctl) between the reports, and never reported back as an event bit.
+TEST_P(EngineConformanceTest, LevelInterestReportsAgainWithoutRearm) {
+  Pair p = socketPair();
+  int tag = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead | kEventLevel, &tag).ok());
+  EXPECT_TRUE(waitEvents(0).empty());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  const uint64_t calls = engine_->controlCalls();
+  for (int round = 0; round < 3; ++round) {
+    std::vector<ReadyEvent> events = waitEvents(5000);  // not drained: still readable
+    ASSERT_EQ(events.size(), 1u) << "round " << round;
+    EXPECT_EQ(events[0].fd, p.a.get());
+    EXPECT_EQ(events[0].ctx, &tag);
+    EXPECT_TRUE(events[0].events & kEventRead);
+    EXPECT_FALSE(events[0].events & kEventLevel);
+  }
+  EXPECT_EQ(engine_->controlCalls(), calls);
+  EXPECT_EQ(drain(p.a.get()), 1u);
+  EXPECT_TRUE(waitEvents(0).empty());
+
+  // Interest 0 and back keep it level-triggered.
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventLevel, &tag).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  EXPECT_TRUE(waitEvents(0).empty());
+  ASSERT_TRUE(engine_->modify(p.a.get(), kEventRead | kEventLevel, &tag).ok());
+  EXPECT_EQ(waitForFd(p.a.get()) & kEventRead, kEventRead);
+  EXPECT_EQ(waitForFd(p.a.get()) & kEventRead, kEventRead);
+}
+
+// removeBeforeClose() then close(): nothing more is reported for the fd, also from the batch
+// being dispatched, and its number, reused at once, is reported only for the new fd's own events.
+TEST_P(EngineConformanceTest, RemoveBeforeCloseInBatchThenReuseNumber) {
+  Pair p = socketPair();
+  Pair q = socketPair();
+  int tag_p = 0, tag_q = 0;
+  ASSERT_TRUE(engine_->add(p.a.get(), kEventRead, &tag_p).ok());
+  ASSERT_TRUE(engine_->add(q.a.get(), kEventRead, &tag_q).ok());
+  ASSERT_TRUE(writeByte(p.b.get()));
+  ASSERT_TRUE(writeByte(q.b.get()));
+  // Both ready; whichever comes first removes and closes the other, as a handler closing another
+  // connection would.
+  struct Batch {
+    Engine* engine;
+    Pair* p;
+    Pair* q;
+    std::vector<int> seen;
+    int closed = -1;
+  } batch{engine_.get(), &p, &q, {}, -1};
+  auto handler = [](void*, int fd, uint32_t, void* arg) {
+    auto* b = static_cast<Batch*>(arg);
+    b->seen.push_back(fd);
+    if (b->closed >= 0) return;
+    Fd& other = fd == b->p->a.get() ? b->q->a : b->p->a;
+    b->closed = other.get();
+    ASSERT_TRUE(b->engine->removeBeforeClose(other.get()).ok());
+    other.reset();
+  };
+  absl::StatusOr<int> n = engine_->dispatch(5000, handler, &batch);
+  ASSERT_TRUE(n.ok()) << n.status();
+  // Edge and level alike: one of the two may not have been in that batch yet.
+  ASSERT_EQ(batch.seen.size(), 1u);
+  EXPECT_EQ(std::count(batch.seen.begin(), batch.seen.end(), batch.closed), 0);
+  EXPECT_TRUE(waitEvents(0).size() <= 1u);  // the survivor, still readable (not in edge mode)
+
+  // The closed number comes back with the next socket: quiet until its own peer writes.
+  Pair r = socketPair();
+  ASSERT_EQ(r.a.get(), batch.closed);  // lowest free number
+  int tag_r = 0;
+  ASSERT_TRUE(engine_->add(r.a.get(), kEventRead, &tag_r).ok());
+  EXPECT_EQ(findFd(waitEvents(0), r.a.get()), nullptr);
+  ASSERT_TRUE(writeByte(r.b.get()));
+  EXPECT_EQ(waitForFd(r.a.get()) & kEventRead, kEventRead);
+  EXPECT_FALSE(engine_->removeBeforeClose(-1).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(AllEngines, EngineConformanceTest,
                          ::testing::Values(EngineOptions{"epoll", EpollMode::kOneshot},
                                            EngineOptions{"epoll", EpollMode::kLevel},

@@ -3,6 +3,7 @@
 // errno text.
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <functional>
@@ -163,6 +164,70 @@ TEST(EpollEngineTest, KernelErrorsNameTheCall) {
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("Operation not permitted"), std::string::npos) << st;
   ::close(file);
+}
+
+// removeBeforeClose() makes no epoll_ctl: the close drops the fd from the epoll set.
+TEST(EpollEngineTest, RemoveBeforeCloseMakesNoControlCall) {
+  for (EpollMode mode : {EpollMode::kOneshot, EpollMode::kLevel, EpollMode::kEdge}) {
+    auto engine = makeEpoll(mode);
+    ASSERT_NE(engine, nullptr);
+    Pair p = socketPair();
+    ASSERT_TRUE(engine->add(p.a.get(), kEventRead, nullptr).ok());
+    ASSERT_TRUE(writeByte(p.b.get()));  // ready when it is closed
+    const uint64_t calls = engine->controlCalls();
+    ASSERT_TRUE(engine->removeBeforeClose(p.a.get()).ok());
+    EXPECT_EQ(engine->controlCalls(), calls);
+    EXPECT_EQ(engine->removeBeforeClose(p.a.get()).code(), absl::StatusCode::kNotFound);
+    p.a.reset();
+    // The kernel itself dropped it: not even a raw event comes back.
+    Recorder r;
+    EXPECT_EQ(*engine->dispatch(0, &Recorder::record, &r), 0);
+  }
+}
+
+// The contract of removeBeforeClose() broken, as by a fork()ed child still holding the socket:
+// the registration outlives the close and reports under the fd's number, which a new fd has
+// taken. The stale events must reach nobody, must not come back (a level-triggered one would
+// spin the loop), and the new fd must keep being watched.
+TEST(EpollEngineTest, StaleRegistrationAfterRemoveBeforeCloseIsDropped) {
+  for (EpollMode mode : {EpollMode::kOneshot, EpollMode::kLevel, EpollMode::kEdge}) {
+    SCOPED_TRACE(std::string(epollModeName(mode)));
+    auto engine = makeEpoll(mode);
+    ASSERT_NE(engine, nullptr);
+    Pair p = socketPair();
+    const int fd = p.a.get();
+    const int child_copy = ::dup(fd);  // the child's reference
+    ASSERT_GE(child_copy, 0);
+    ASSERT_TRUE(engine->add(fd, kEventRead, nullptr).ok());
+    ASSERT_TRUE(engine->removeBeforeClose(fd).ok());
+    p.a.reset();
+    ASSERT_TRUE(writeByte(p.b.get()));  // the stale registration is now ready
+
+    const int reused = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(reused, fd);  // lowest free number
+    int tag = 0;
+    ASSERT_TRUE(engine->add(reused, kEventRead, &tag).ok());
+
+    Recorder r;
+    ASSERT_TRUE(engine->dispatch(0, &Recorder::record, &r).ok());
+    EXPECT_TRUE(r.calls.empty()) << "a stale event reached fd " << r.calls[0].fd;
+    // Gone for good, not only skipped: the kernel reports nothing any more.
+    EXPECT_EQ(*engine->dispatch(0, &Recorder::record, &r), 0);
+    EXPECT_EQ(*engine->dispatch(0, &Recorder::record, &r), 0);
+    EXPECT_TRUE(r.calls.empty());
+
+    // The fd the engine does know is still watched.
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(reused, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+    ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(r.calls[0].fd, reused);
+    EXPECT_EQ(r.calls[0].ctx, &tag);
+    EXPECT_TRUE(r.calls[0].events & kEventRead);
+    ASSERT_TRUE(engine->remove(reused).ok());
+    ::close(reused);
+    ::close(child_copy);
+  }
 }
 
 }  // namespace

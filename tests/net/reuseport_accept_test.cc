@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "plexus/buffer.h"
 #include "plexus/tcp_connection.h"
@@ -85,6 +86,50 @@ TEST(ReusePortAcceptTest, ConnectionsSpreadOverTheLoopsAndEchoExactly) {
   uint64_t base_accepts = 0;
   h.runSync([&] { base_accepts = h.baseLoop()->stats().accept_calls; });
   EXPECT_EQ(base_accepts, 0u);
+}
+
+// More connections queued than one wake-up accepts (64): the listening socket is level-triggered
+// in every engine mode (no oneshot re-arm, no edge to miss), so the loop comes back for the rest.
+// The accepting loop is held while they queue, so they all wait in the kernel's queue at once.
+TEST(ReusePortAcceptTest, AQueueLongerThanOneAcceptBatchIsAllServed) {
+  constexpr int kQueued = 150;
+  const std::vector<EngineOptions> engines = {{"epoll", EpollMode::kOneshot},
+                                              {"epoll", EpollMode::kLevel},
+                                              {"epoll", EpollMode::kEdge},
+                                              {"poll", EpollMode::kOneshot}};
+  for (AcceptMode mode : {AcceptMode::kReusePort, AcceptMode::kHandoff}) {
+    for (const EngineOptions& engine : engines) {
+      SCOPED_TRACE(std::string(mode == AcceptMode::kReusePort ? "reuseport " : "handoff ") +
+                   engine.name + " " + std::string(epollModeName(engine.epoll_mode)));
+      TcpServerOptions o = reusePortOptions(1);
+      o.accept_mode = mode;
+      o.engine = engine;
+      ServerHarness h(o, testing::installEcho);
+      ASSERT_TRUE(h.status().ok()) << h.status();
+      EventLoop* accepting = mode == AcceptMode::kReusePort ? h.server().loops()[0] : h.baseLoop();
+      absl::Notification held, release;
+      accepting->queueInLoop([&] {
+        held.Notify();
+        release.WaitForNotification();
+      });
+      held.WaitForNotification();
+      std::vector<int> fds;
+      for (int i = 0; i < kQueued; ++i) {
+        const int fd = testing::connectBlocking(h.address());  // completed by the kernel
+        ASSERT_GE(fd, 0);
+        fds.push_back(fd);
+      }
+      release.Notify();
+      for (int i = 0; i < kQueued; ++i) {
+        const std::string msg = "queued " + std::to_string(i);
+        ASSERT_TRUE(testing::writeAll(fds[i], msg));
+        EXPECT_EQ(testing::readExactly(fds[i], msg.size()), msg);
+      }
+      EXPECT_EQ(h.server().acceptedTotal(), static_cast<uint64_t>(kQueued));
+      for (int fd : fds) ::close(fd);
+      EXPECT_TRUE(testing::waitUntil([&] { return h.server().connectionCount() == 0; }));
+    }
+  }
 }
 
 TEST(ReusePortAcceptTest, MaxConnectionsHoldsAcrossLoops) {

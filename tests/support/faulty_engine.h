@@ -39,6 +39,7 @@ class FaultyEngine final : public Engine {
     return inner_->modify(fd, interest, ctx);
   }
   absl::Status remove(int fd) override { return inner_->remove(fd); }
+  absl::Status removeBeforeClose(int fd) override { return inner_->removeBeforeClose(fd); }
 
   absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override {
     dispatch_calls.fetch_add(1);

@@ -51,6 +51,10 @@ class Channel {
 
   // Removes the fd from the engine. Call before closing the fd. Safe to call when not registered.
   void remove();
+  // remove() when the caller closes the fd right after and no other fd refers to its socket
+  // (opened with CLOEXEC, never dup'd): the epoll engine then skips the epoll_ctl DEL, since the
+  // close drops the fd from the epoll set (see Engine::removeBeforeClose()).
+  void removeBeforeClose();
 
   // Used by EventLoop: dispatches to the handler. kEventFailed in `revents`: the engine could not
   // re-arm the fd, so it reports nothing more until setInterest() succeeds.

@@ -30,6 +30,11 @@ inline constexpr uint32_t kEventReadHangup = 0x2000; // EPOLLRDHUP / POLLRDHUP
 // last event (a oneshot epoll_ctl failed), so nothing more will be reported for it until a
 // modify() succeeds. Its handler must act: close the connection, or retry with modify().
 inline constexpr uint32_t kEventFailed = 1u << 27;
+// Asked, never reported: watch this fd level-triggered whatever the engine's mode, so a oneshot
+// epoll engine never needs to re-arm it (and an edge one raises no edge to miss). For an fd whose
+// handler may leave readiness behind on purpose, such as a listening socket that accepts a
+// bounded batch per event. poll and select are level-triggered anyway and ignore it.
+inline constexpr uint32_t kEventLevel = 1u << 26;
 
 enum class EpollMode {
   kOneshot,  // EPOLLONESHOT: an fd is disarmed by each event; dispatch() re-arms it.
@@ -70,6 +75,12 @@ class Engine {
   // Stops watching `fd`. Must be called before the fd is closed. During dispatch(), the fd gets no
   // further call in the batch being handled, even if its number is registered again meanwhile.
   virtual absl::Status remove(int fd) = 0;
+  // remove() for an fd the caller closes right after, and that no other fd refers to (never
+  // dup'd, never inherited by a child still running): closing it is then the kernel's last
+  // reference to the file, which drops it from an epoll set by itself, so an engine may skip the
+  // syscall and only forget the fd. Same guarantees as remove() for the batch being dispatched.
+  // The default is remove().
+  virtual absl::Status removeBeforeClose(int fd) { return remove(fd); }
 
   // The event loop's step: waits up to `timeout_ms` (-1: no limit) for ready fds, then calls `fn`
   // for each in turn. An fd removed while the batch is handled gets no further call in it. A

@@ -99,6 +99,7 @@ class EventLoop {
   // Loop thread only: used by Channel.
   absl::Status updateChannel(Channel* channel, uint32_t interest);
   void removeChannel(Channel* channel);
+  void removeChannelBeforeClose(Channel* channel);  // see Engine::removeBeforeClose()
 
   Engine& engine() { return *engine_; }
   // The engine's name, e.g. "epoll (oneshot)". Any thread.

@@ -241,6 +241,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   void afterOutputDrained();
   void handlePeerClosed();
   void closeFdNow();
+  void removeAndCloseFd();
   void releaseSelf();
   bool wantsToRead() const;
   // For the idle timeout: the connection just received or sent something.

@@ -1,5 +1,6 @@
 #include "engines/epoll_engine.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,18 +59,36 @@ EpollEngine::EpollEngine(int epfd, EpollMode mode)
 
 EpollEngine::~EpollEngine() { ::close(epfd_); }
 
-absl::Status EpollEngine::control(int op, int fd, uint32_t interest) {
-  epoll_event ev{};
-  ev.events = interest;
-  if (mode_ == EpollMode::kOneshot) ev.events |= EPOLLONESHOT;
+// The event's data: the fd and the generation of the add() that registered it. An event whose
+// generation is not the fd's current one comes from a registration the engine has forgotten.
+namespace {
+constexpr uint64_t kDropped = ~uint64_t{0};  // an event of the batch for an fd removed meanwhile
+
+uint64_t tag(int fd, uint32_t generation) {
+  return (uint64_t{generation} << 32) | static_cast<uint32_t>(fd);
+}
+int tagFd(uint64_t data) { return static_cast<int>(static_cast<uint32_t>(data)); }
+uint32_t tagGeneration(uint64_t data) { return static_cast<uint32_t>(data >> 32); }
+}  // namespace
+
+uint32_t EpollEngine::kernelEvents(uint32_t interest) const {
+  uint32_t events = interest & ~kEventLevel;
+  if (interest & kEventLevel) return events;
+  if (mode_ == EpollMode::kOneshot) events |= EPOLLONESHOT;
   // Edge mode asks for EPOLLRDHUP with EPOLLIN: a reader may stop at a short read, unless the
   // wait reported that a FIN has arrived, which raises no edge of its own once it is queued.
   if (mode_ == EpollMode::kEdge) {
-    ev.events |= EPOLLET;
-    if (interest & EPOLLIN) ev.events |= EPOLLRDHUP;
+    events |= EPOLLET;
+    if (interest & EPOLLIN) events |= EPOLLRDHUP;
   }
+  return events;
+}
+
+absl::Status EpollEngine::control(int op, int fd, uint32_t interest, uint32_t generation) {
+  epoll_event ev{};
+  ev.events = kernelEvents(interest);
   // The fd rides in the event; the ctx stays in fds_, so modify() can change it.
-  ev.data.fd = fd;
+  ev.data.u64 = tag(fd, generation);
   ctl_calls_.add();
   if (sys::epollCtl(epfd_, op, fd, &ev) < 0) {
     return absl::ErrnoToStatus(errno, absl::StrFormat("epoll_ctl(%s, fd %d)", opName(op), fd));
@@ -82,18 +101,19 @@ absl::Status EpollEngine::add(int fd, uint32_t interest, void* ctx) {
   if (static_cast<size_t>(fd) < fds_.size() && fds_[fd].registered) {
     return absl::AlreadyExistsError(absl::StrFormat("epoll engine: fd %d is already registered", fd));
   }
+  const uint32_t generation = ++next_generation_;
   // Grow fds_ only for an fd the kernel accepted, not for any number a caller passes.
-  if (absl::Status st = control(EPOLL_CTL_ADD, fd, interest); !st.ok()) return st;
+  if (absl::Status st = control(EPOLL_CTL_ADD, fd, interest, generation); !st.ok()) return st;
   if (static_cast<size_t>(fd) >= fds_.size()) {
     try {
       fds_.resize(static_cast<size_t>(fd) + 1);
     } catch (const std::bad_alloc&) {
-      (void)control(EPOLL_CTL_DEL, fd, 0);
+      (void)control(EPOLL_CTL_DEL, fd, 0, 0);
       return absl::ResourceExhaustedError(
           absl::StrFormat("epoll engine: no memory to watch fd %d", fd));
     }
   }
-  fds_[fd] = FdState{ctx, interest, true, true};
+  fds_[fd] = FdState{ctx, interest, generation, true, true};
   return absl::OkStatus();
 }
 
@@ -101,25 +121,38 @@ absl::Status EpollEngine::modify(int fd, uint32_t interest, void* ctx) {
   if (fd < 0 || static_cast<size_t>(fd) >= fds_.size() || !fds_[fd].registered) {
     return absl::NotFoundError(absl::StrFormat("epoll engine: fd %d is not registered", fd));
   }
-  if (absl::Status st = control(EPOLL_CTL_MOD, fd, interest); !st.ok()) return st;
-  fds_[fd].ctx = ctx;
-  fds_[fd].interest = interest;
-  fds_[fd].armed = true;
+  FdState& s = fds_[fd];
+  if (absl::Status st = control(EPOLL_CTL_MOD, fd, interest, s.generation); !st.ok()) return st;
+  s.ctx = ctx;
+  s.interest = interest;
+  s.armed = true;
+  return absl::OkStatus();
+}
+
+absl::Status EpollEngine::forget(int fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size() || !fds_[fd].registered) {
+    return absl::NotFoundError(absl::StrFormat("epoll engine: fd %d is not registered", fd));
+  }
+  fds_[fd] = FdState{};
+  // Its events later in the batch being dispatched must not reach whoever registers the fd next.
+  for (int i = 0; i < batch_size_; ++i) {
+    if (tagFd(events_[i].data.u64) == fd) events_[i].data.u64 = kDropped;
+  }
   return absl::OkStatus();
 }
 
 absl::Status EpollEngine::remove(int fd) {
-  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size() || !fds_[fd].registered) {
-    return absl::NotFoundError(absl::StrFormat("epoll engine: fd %d is not registered", fd));
-  }
   // Forget the fd even if DEL fails (say the fd was closed first): it is no longer watched anyway.
-  fds_[fd] = FdState{};
-  // Its events later in the batch being dispatched must not reach whoever registers the fd next.
-  for (int i = 0; i < batch_size_; ++i) {
-    if (events_[i].data.fd == fd) events_[i].data.fd = -1;
-  }
-  return control(EPOLL_CTL_DEL, fd, 0);
+  if (absl::Status st = forget(fd); !st.ok()) return st;
+  return control(EPOLL_CTL_DEL, fd, 0, 0);
 }
+
+// No DEL: epoll watches a (file, fd) pair and drops it when the file's last reference closes,
+// which the caller's close() is, by the contract of removeBeforeClose(). Should a reference
+// survive after all (a fork()ed child that has not exec'd yet, or another thread inside a syscall
+// on the fd at that moment), the registration may still report events, tagged with a generation
+// the fd no longer has: dispatch() drops them and rebuilds the epoll set without it.
+absl::Status EpollEngine::removeBeforeClose(int fd) { return forget(fd); }
 
 // After an fd's events were handled: re-arms it with the interest it has now, unless it was
 // removed, re-armed already by modify(), or has no interest left. False when the re-arm failed.
@@ -130,11 +163,46 @@ __attribute__((always_inline)) inline bool EpollEngine::rearmAfterDispatch(int f
   if (!s.registered || s.armed || s.interest == 0) return true;
   epoll_event ev;
   ev.events = s.interest | EPOLLONESHOT;
-  ev.data.fd = fd;
+  ev.data.u64 = tag(fd, s.generation);
   ctl_calls_.add();
   if (__builtin_expect(sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0, 0)) return false;
   s.armed = true;
   return true;
+}
+
+// A registration the engine forgot still reports (see removeBeforeClose()): it cannot be deleted,
+// since its fd number is closed or someone else's now, so move every fd the engine does know to
+// a fresh epoll set, which then takes the old one's number (libev does the same on a generation
+// mismatch). Rare: the old set goes with whatever stale registrations it held.
+void EpollEngine::rebuild(ReadyFn fn, void* arg) {
+  const int fresh = ::epoll_create1(EPOLL_CLOEXEC);
+  if (fresh < 0) {
+    LOG_WARN("epoll engine: cannot rebuild the epoll set: %s", std::strerror(errno));
+    return;
+  }
+  std::vector<int> failed;
+  for (size_t fd = 0; fd < fds_.size(); ++fd) {
+    const FdState& s = fds_[fd];
+    if (!s.registered) continue;
+    epoll_event ev{};
+    // A oneshot fd left disarmed stays quiet but for errors and hang-ups.
+    ev.events = s.armed ? kernelEvents(s.interest) : EPOLLONESHOT;
+    ev.data.u64 = tag(static_cast<int>(fd), s.generation);
+    ctl_calls_.add();
+    if (::epoll_ctl(fresh, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) < 0) {
+      failed.push_back(static_cast<int>(fd));
+    }
+  }
+  if (::dup3(fresh, epfd_, O_CLOEXEC) < 0) {
+    LOG_WARN("epoll engine: cannot rebuild the epoll set: %s", std::strerror(errno));
+    ::close(fresh);
+    return;
+  }
+  ::close(fresh);
+  // Watched no more: their handlers must know, as after a failed re-arm.
+  for (int fd : failed) {
+    if (fds_[fd].registered) fn(fds_[fd].ctx, fd, kEventFailed, arg);
+  }
 }
 
 absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
@@ -148,11 +216,24 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
   // at dispatch time, so a modify() made earlier in the batch is seen.
   batch_size_ = n;
   epoll_event* events = events_.data();
+  bool stale = false;
+  // The fd of an event that belongs to a registration the engine knows, or -1.
+  auto current = [&](uint64_t data) {
+    const int fd = tagFd(data);
+    if (__builtin_expect(fd >= 0 && static_cast<size_t>(fd) < fds_.size() &&
+                             fds_[fd].registered && fds_[fd].generation == tagGeneration(data),
+                         1)) {
+      return fd;
+    }
+    if (data != kDropped) stale = true;
+    return -1;
+  };
   if (mode_ == EpollMode::kOneshot) {
     for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd < 0) continue;  // removed while this batch was handled
-      fds_[fd].armed = false;
+      const int fd = current(events[i].data.u64);
+      if (fd < 0) continue;  // removed while this batch was handled, or stale
+      // A level-triggered fd (kEventLevel) stays armed: it needs no re-arm.
+      if (!(fds_[fd].interest & kEventLevel)) fds_[fd].armed = false;
       fn(fds_[fd].ctx, fd, events[i].events, arg);
       if (!rearmAfterDispatch(fd)) {
         // The fd would never be reported again: its handler must know (and close it, or retry).
@@ -163,11 +244,12 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
     }
   } else {
     for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
+      const int fd = current(events[i].data.u64);
       if (fd >= 0) fn(fds_[fd].ctx, fd, events[i].events, arg);
     }
   }
   batch_size_ = 0;
+  if (__builtin_expect(stale, 0)) rebuild(fn, arg);
   // A full array may have left ready fds behind; make room for them next time.
   if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
   return n;

@@ -23,6 +23,8 @@ class EpollEngine final : public Engine {
   absl::Status add(int fd, uint32_t interest, void* ctx) override;
   absl::Status modify(int fd, uint32_t interest, void* ctx) override;
   absl::Status remove(int fd) override;
+  // Forgets the fd without an epoll_ctl DEL: the caller's close() removes it from the epoll set.
+  absl::Status removeBeforeClose(int fd) override;
   absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) override;
 
   EpollMode mode() const { return mode_; }
@@ -31,20 +33,25 @@ class EpollEngine final : public Engine {
   struct FdState {
     void* ctx = nullptr;
     uint32_t interest = 0;
+    uint32_t generation = 0;  // of the add() that registered it; rides in each event with the fd
     bool registered = false;
     bool armed = false;  // oneshot: false once reported, until modify() or dispatch() re-arms it
   };
 
   EpollEngine(int epfd, EpollMode mode);
-  absl::Status control(int op, int fd, uint32_t interest);
+  uint32_t kernelEvents(uint32_t interest) const;
+  absl::Status control(int op, int fd, uint32_t interest, uint32_t generation);
   bool rearmAfterDispatch(int fd);
+  absl::Status forget(int fd);
+  void rebuild(ReadyFn fn, void* arg);
 
   const int epfd_;
   const EpollMode mode_;
   const std::string name_;  // "epoll (oneshot)"
   std::vector<epoll_event> events_;
-  int batch_size_ = 0;  // events_ being dispatched; remove() marks the fd's ones with data.fd -1
+  int batch_size_ = 0;  // events_ being dispatched; remove() marks the fd's ones kDropped
   std::vector<FdState> fds_;  // indexed by fd
+  uint32_t next_generation_ = 0;
 };
 
 }  // namespace plexus::detail

@@ -41,7 +41,7 @@ absl::Status PollEngine::add(int fd, uint32_t interest, void* ctx) {
         absl::StrFormat("poll engine: no memory to watch fd %d", fd));
   }
   index_[fd] = static_cast<int>(pollfds_.size());
-  pollfds_.push_back(pollfd{fd, static_cast<short>(interest), 0});
+  pollfds_.push_back(pollfd{fd, static_cast<short>(interest & ~kEventLevel), 0});
   ctxs_.push_back(ctx);
   return absl::OkStatus();
 }
@@ -49,7 +49,7 @@ absl::Status PollEngine::add(int fd, uint32_t interest, void* ctx) {
 absl::Status PollEngine::modify(int fd, uint32_t interest, void* ctx) {
   int i = indexOf(fd);
   if (i < 0) return absl::NotFoundError(absl::StrFormat("poll engine: fd %d is not registered", fd));
-  pollfds_[i].events = static_cast<short>(interest);
+  pollfds_[i].events = static_cast<short>(interest & ~kEventLevel);
   ctxs_[i] = ctx;
   return absl::OkStatus();
 }
