@@ -849,13 +849,15 @@ constexpr CommandSpec kCommands[] = {
 };
 // clang-format on
 
+// A static object, not a leaked one: the plugin is unloaded when a reload replaces it, and its
+// destructor then frees the table (a pointer that died with the library would leak it per reload).
 const absl::flat_hash_map<std::string_view, const CommandSpec*>& commandTable() {
-  static const auto* table = [] {
-    auto* t = new absl::flat_hash_map<std::string_view, const CommandSpec*>();
-    for (const CommandSpec& spec : kCommands) t->emplace(spec.name, &spec);
+  static const absl::flat_hash_map<std::string_view, const CommandSpec*> table = [] {
+    absl::flat_hash_map<std::string_view, const CommandSpec*> t;
+    for (const CommandSpec& spec : kCommands) t.emplace(spec.name, &spec);
     return t;
   }();
-  return *table;
+  return table;
 }
 
 }  // namespace
