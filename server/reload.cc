@@ -42,8 +42,9 @@ std::vector<std::string> needRestart(const ServerConfig& now, const ServerConfig
                                   mode(wanted.server.accept_mode)));
   }
   if (now.server.reuse_port != wanted.server.reuse_port) {
-    out.push_back(absl::StrFormat("reuseport changed (%v -> %v)", now.server.reuse_port,
-                                  wanted.server.reuse_port));
+    out.push_back(absl::StrFormat("reuseport changed (%s -> %s)",
+                                  now.server.reuse_port ? "on" : "off",
+                                  wanted.server.reuse_port ? "on" : "off"));
   }
   if (now.workers != wanted.workers) {
     out.push_back(absl::StrFormat("workers changed (%d -> %d)", now.workers, wanted.workers));
