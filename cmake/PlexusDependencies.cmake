@@ -8,3 +8,7 @@ find_package(Boost ${PLEXUS_BOOST_MIN_VERSION} REQUIRED COMPONENTS program_optio
 if(PLEXUS_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
 endif()
+# liburing (Debian's liburing-dev) for the io_uring engine (--engine uring) and the epoll engine's
+# batched re-arms. A private dependency of the shared framework library: its users never see it.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing>=2.2)
