@@ -41,6 +41,7 @@ EventLoop::EventLoop(std::unique_ptr<Engine> engine)
     : thread_id_(std::this_thread::get_id()),
       engine_(std::move(engine)),
       edge_triggered_(engine_->edgeTriggered()),
+      completes_io_(engine_->completesIo()),
       read_buffer_(std::make_unique<Buffer>()) {
   if (detail::t_current_loop != nullptr) {
     LOG_FATAL("another EventLoop already runs in thread %s: one loop per thread",

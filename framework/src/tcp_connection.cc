@@ -99,11 +99,11 @@ void TcpConnection::closeFiles() {
 }
 
 size_t TcpConnection::bufferedBytes() const {
-  return output_.readableBytes() + (files_ ? files_->after_bytes : 0);
+  return in_flight_ + output_.readableBytes() + (files_ ? files_->after_bytes : 0);
 }
 
 size_t TcpConnection::pendingOutputBytes() const {
-  size_t total = output_.readableBytes();
+  size_t total = in_flight_ + output_.readableBytes();
   if (files_) {
     for (const FileQueue::Range& r : files_->ranges) {
       total += static_cast<size_t>(r.length) + r.after.readableBytes();
@@ -132,7 +132,9 @@ void TcpConnection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
 
 absl::Status TcpConnection::connectEstablished() {
   getLoop()->assertInLoopThread();
-  absl::Status s = channel_.setInterest(kEventRead);
+  // An engine that receives for connections (io_uring) is asked to: kEventReceive.
+  absl::Status s =
+      channel_.setInterest(kEventRead | (getLoop()->completesIo() ? kEventReceive : 0));
   if (!s.ok()) {
     state_.store(kDisconnected, std::memory_order_release);
     closeFdNow();
@@ -202,8 +204,20 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     Buffer* in = input_.empty() ? &shared : &input_;
     int saved_errno = 0;
     const size_t room = edge ? in->readCapacity() : 0;
-    const ssize_t n = detail::readInto(*in, channel_.fd(), &saved_errno);
-    getLoop()->counters().read_calls.add();
+    ssize_t n;
+    if (__builtin_expect((revents & kEventReceive) != 0, 0)) {
+      // The engine received for us (io_uring): its bytes, EOF or error; no syscall here.
+      const Engine::IoResult& r = getLoop()->engine().received();
+      if (r.err != 0) {
+        readFailed(r.err);
+        return;
+      }
+      in->append(r.data, r.len);
+      n = static_cast<ssize_t>(r.len);
+    } else {
+      n = detail::readInto(*in, channel_.fd(), &saved_errno);
+      getLoop()->counters().read_calls.add();
+    }
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
       getLoop()->counters().bytes_received.add(static_cast<uint64_t>(n));
@@ -270,6 +284,8 @@ void TcpConnection::handleEvent(uint32_t revents) {
     } else {
       lingerEvent(revents);
     }
+  } else if (__builtin_expect((revents & kEventSent) != 0, 0)) {
+    handleSent(self);
   } else if ((revents & kEventHangup) && !(revents & kEventRead)) {
     close_reason_ = CloseReason::kError;
     handleClose();
@@ -334,6 +350,12 @@ void TcpConnection::handlePeerClosed() {
 
 void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
+  if (in_flight_ > 0) {
+    // Bytes the engine sends go first: wait for their completion (handleSent()), which turns
+    // writing back on for what is queued behind them.
+    if (absl::Status s = channel_.disableWriting(); !s.ok()) interestFailed(s);
+    return;
+  }
   // At most kWriteBytesPerTurn per turn. Edge-triggered: write until the output is empty or the
   // socket says EAGAIN (a short write alone does not prove the socket full, and no new edge would
   // come while it has room), going on in the next turn once the budget is spent. Level and
@@ -478,6 +500,12 @@ void TcpConnection::lingerEvent(uint32_t revents) {
     handleClose();
     return;
   }
+  if (revents & kEventReceive) {
+    // The engine received it: drop the bytes; EOF or an error ends the linger.
+    if (getLoop()->engine().received().len == 0) handleClose();
+    return;
+  }
+  if (revents & kEventSent) return;  // nothing is sent while lingering
   char scratch[16384];
   for (int i = 0; i < 16; ++i) {
     const ssize_t n = ::read(channel_.fd(), scratch, sizeof scratch);
@@ -504,6 +532,7 @@ void TcpConnection::handleClose() {
   state_.store(kDisconnected, std::memory_order_release);
   getLoop()->cancel(idle_timer_);
   removeAndCloseFd();
+  in_flight_ = 0;  // the engine dropped what it had not sent
   output_.retrieveAll();
   output_.releaseIfEmpty();
   closeFiles();
@@ -557,6 +586,10 @@ void TcpConnection::handleError() {
 inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   if (output_.empty() && !files_ && state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ &&
       len != 0) {
+    if (getLoop()->completesIo()) {
+      sendThroughEngine(data, len);
+      return;
+    }
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
     getLoop()->counters().write_calls.add();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
@@ -590,6 +623,48 @@ __attribute__((noinline)) void TcpConnection::sendRest(const char* data, size_t 
   writeFailed(errno);
 }
 
+// The engine sends for connections (io_uring): it copies the bytes and sends them, in order behind
+// those it holds already; they count as queued output until handleSent() hears they are sent.
+__attribute__((noinline)) void TcpConnection::sendThroughEngine(const char* data, size_t len) {
+  const size_t before = bufferedBytes();
+  if (absl::Status s = getLoop()->engine().send(channel_.fd(), data, len); !s.ok()) {
+    LOG_WARN("connection %s: the engine cannot send: %s", name(), s.message());
+    close_reason_ = CloseReason::kError;
+    handleClose();
+    return;
+  }
+  in_flight_ += len;
+  noteQueued(before, len);
+}
+
+// A send of the engine's completed (kEventSent).
+void TcpConnection::handleSent(const TcpConnectionPtr& self) {
+  const Engine::IoResult& r = getLoop()->engine().sent();
+  if (r.err != 0) {
+    in_flight_ = 0;
+    writeFailed(r.err);
+    return;
+  }
+  in_flight_ -= std::min(in_flight_, r.len);
+  noteSent(r.len);
+  if (in_flight_ > 0) {
+    if (backpressured_ && bufferedBytes() <= low_water_mark_) {
+      backpressured_ = false;
+      updateReadInterest();
+      inputResumed();
+    }
+    return;
+  }
+  if (!outputEmpty()) {
+    // Files or bytes queued behind the engine's sends: written as the socket takes them.
+    if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
+    return;
+  }
+  // Every byte handed to the engine is sent: as a queued output that drained.
+  handler_->onWriteComplete(self);
+  afterOutputDrained();
+}
+
 // No direct send: output is queued already, or the connection cannot send.
 void TcpConnection::sendQueued(const char* data, size_t len) {
   // Only while connected: once a close was asked for (kDisconnecting) the bytes are dropped.
@@ -610,6 +685,11 @@ void TcpConnection::queueOutput(const char* data, size_t len) {
     interestFailed(s);
     return;
   }
+  noteQueued(before, len);
+}
+
+// `len` bytes were queued behind `before`: past the high-water mark, reading pauses.
+void TcpConnection::noteQueued(size_t before, size_t len) {
   const size_t hwm = high_water_mark_;
   if (hwm > 0 && before < hwm && before + len >= hwm) {
     // The peer reads slower than it sends: stop reading from it until the output drains.
@@ -640,6 +720,11 @@ void TcpConnection::send(Buffer* buf) {
 
 void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
   getLoop()->assertInLoopThread();
+  if (getLoop()->completesIo()) {
+    // The engine copies and sends them in order, with no syscall each.
+    for (size_t i = 0; i < count; ++i) sendInLoop(slices[i].data(), slices[i].size());
+    return;
+  }
   size_t total = 0;
   for (size_t i = 0; i < count; ++i) total += slices[i].size();
   if (total == 0) return;

@@ -110,7 +110,7 @@ TEST_P(BenchEngineTest, OpenLoopCountDoesExactlyThatManyRoundTrips) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, BenchEngineTest,
                          ::testing::Values("epoll/oneshot", "epoll/level", "epoll/edge", "poll",
-                                           "select"),
+                                           "select", "uring"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
                            for (char& ch : name) ch = ch == '/' ? '_' : ch;

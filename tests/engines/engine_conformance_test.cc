@@ -766,7 +766,8 @@ INSTANTIATE_TEST_SUITE_P(AllEngines, EngineConformanceTest,
                                            EngineOptions{"epoll", EpollMode::kLevel},
                                            EngineOptions{"epoll", EpollMode::kEdge},
                                            EngineOptions{"poll", EpollMode::kOneshot},
-                                           EngineOptions{"select", EpollMode::kOneshot}),
+                                           EngineOptions{"select", EpollMode::kOneshot},
+                                           EngineOptions{"uring", EpollMode::kOneshot}),
                          paramName);
 
 }  // namespace

@@ -10,7 +10,7 @@ namespace plexus {
 namespace {
 
 TEST(EngineFactoryTest, KnowsTheThreeEngines) {
-  EXPECT_EQ(engineNames(), (std::vector<std::string>{"epoll", "poll", "select"}));
+  EXPECT_EQ(engineNames(), (std::vector<std::string>{"epoll", "poll", "select", "uring"}));
   for (const std::string& name : engineNames()) {
     auto engine = makeEngine(EngineOptions{name, EpollMode::kOneshot});
     ASSERT_TRUE(engine.ok()) << name << ": " << engine.status();
@@ -43,7 +43,7 @@ TEST(EngineFactoryTest, UnknownNameListsTheKnownOnes) {
     ASSERT_FALSE(engine.ok()) << name;
     EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(engine.status().message(),
-              "unknown engine '" + std::string(name) + "' (known: epoll, poll, select)");
+              "unknown engine '" + std::string(name) + "' (known: epoll, poll, select, uring)");
   }
 }
 

@@ -160,7 +160,8 @@ INSTANTIATE_TEST_SUITE_P(Engines, ServerEngineTest,
                          ::testing::Values(EngineCase{"epoll", "level", "epoll (level)"},
                                            EngineCase{"epoll", "edge", "epoll (edge)"},
                                            EngineCase{"poll", nullptr, "poll"},
-                                           EngineCase{"select", nullptr, "select"}),
+                                           EngineCase{"select", nullptr, "select"},
+                                           EngineCase{"uring", nullptr, "uring"}),
                          [](const auto& info) {
                            return std::string(info.param.engine) +
                                   (info.param.mode ? std::string("_") + info.param.mode : "");

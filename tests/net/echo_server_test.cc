@@ -195,6 +195,7 @@ std::vector<Param> allParams() {
     out.push_back({"epoll", EpollMode::kEdge, threads});
     out.push_back({"poll", EpollMode::kOneshot, threads});
     out.push_back({"select", EpollMode::kOneshot, threads});
+    out.push_back({"uring", EpollMode::kOneshot, threads});
   }
   return out;
 }

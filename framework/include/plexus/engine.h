@@ -35,6 +35,15 @@ inline constexpr uint32_t kEventFailed = 1u << 27;
 // handler may leave readiness behind on purpose, such as a listening socket that accepts a
 // bounded batch per event. poll and select are level-triggered anyway and ignore it.
 inline constexpr uint32_t kEventLevel = 1u << 26;
+// Completion I/O, for engines whose completesIo() is true (uring); the others never see these
+// bits (a connection asks for them only on such an engine).
+// Asked with kEventRead by a stream socket's owner: receive for it. Reported (the same bit, with
+// kEventRead): the engine received bytes (or the peer's EOF, or an error) for the fd, which
+// Engine::received() holds until `fn` returns.
+inline constexpr uint32_t kEventReceive = 1u << 25;
+// Reported, never asked: a send() of the fd completed; Engine::sent() holds the result until `fn`
+// returns.
+inline constexpr uint32_t kEventSent = 1u << 24;
 
 enum class EpollMode {
   kOneshot,  // EPOLLONESHOT: an fd is disarmed by each event; dispatch() re-arms it.
@@ -48,6 +57,13 @@ std::string_view epollModeName(EpollMode mode);
 struct EngineOptions {
   std::string name = "epoll";  // one of engineNames()
   EpollMode epoll_mode = EpollMode::kOneshot;  // epoll only
+};
+
+// The result of a completed receive or send (see Engine::received() and Engine::sent()).
+struct EngineIoResult {
+  const char* data = nullptr;
+  size_t len = 0;
+  int err = 0;
 };
 
 class Engine {
@@ -90,6 +106,24 @@ class Engine {
   // gives 0. An error means the wait itself failed (nothing was dispatched).
   virtual absl::StatusOr<int> dispatch(int timeout_ms, ReadyFn fn, void* arg) = 0;
 
+  // Completion I/O (see kEventReceive). True for an engine that receives into memory of its own
+  // and sends from it, so that reading and writing a message costs no syscall of its own.
+  virtual bool completesIo() const { return false; }
+  // What a kEventReceive event received: `len` bytes at `data` (valid until `fn` returns), or
+  // len 0 and err 0 for the peer's EOF, or err (an errno) for a failed receive.
+  using IoResult = EngineIoResult;
+  virtual const IoResult& received() const { return no_result_; }
+  // What a kEventSent event completed: `len` bytes sent, or err (an errno: the connection failed;
+  // bytes after it are not sent).
+  virtual const IoResult& sent() const { return no_result_; }
+  // Queues `len` bytes to be sent on the registered `fd`, behind those queued before; the engine
+  // copies them, so `data` may go at once. Each completion is reported as kEventSent, with the
+  // bytes it covered. remove() drops what is not sent yet. Unimplemented unless completesIo().
+  virtual absl::Status send(int fd, const char* data, size_t len) {
+    (void)fd, (void)data, (void)len;
+    return absl::UnimplementedError("this engine does not send");
+  }
+
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
   bool edgeTriggered() const { return edge_triggered_; }
   // Syscalls made to change interest (epoll_ctl). Any thread.
@@ -101,6 +135,7 @@ class Engine {
   SingleWriterCounter ctl_calls_;
 
  private:
+  static inline const IoResult no_result_{};
   const bool edge_triggered_;
 };
 

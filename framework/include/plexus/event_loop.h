@@ -105,6 +105,8 @@ class EventLoop {
   // The engine's name, e.g. "epoll (oneshot)". Any thread.
   std::string engineDescription() const { return std::string(engine_->name()); }
   bool edgeTriggered() const { return edge_triggered_; }
+  // The engine receives and sends for connections (Engine::completesIo()). Any thread.
+  bool completesIo() const { return completes_io_; }
   // A buffer the loop's connections read into while they hold no partial input of their own, so
   // an idle connection keeps no input buffer. Loop thread only; empty between events.
   Buffer& readBuffer() { return *read_buffer_; }
@@ -145,6 +147,7 @@ class EventLoop {
   const std::thread::id thread_id_;
   std::unique_ptr<Engine> engine_;
   const bool edge_triggered_;
+  const bool completes_io_;
   std::unique_ptr<Buffer> read_buffer_;
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> iterations_{0};

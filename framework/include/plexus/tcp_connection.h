@@ -213,7 +213,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   ssize_t writeSome(size_t budget, size_t* len);
   void finishFrontFile();
   void closeFiles();
-  bool outputEmpty() const { return output_.empty() && !files_; }
+  bool outputEmpty() const { return in_flight_ == 0 && output_.empty() && !files_; }
   size_t bufferedBytes() const;
   void inputResumed();
   void deliverPendingInput();
@@ -229,6 +229,9 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   void sendRest(const char* data, size_t len, ssize_t n);
   void sendQueued(const char* data, size_t len);
   void queueOutput(const char* data, size_t len);
+  void noteQueued(size_t before, size_t len);
+  void sendThroughEngine(const char* data, size_t len);
+  void handleSent(const TcpConnectionPtr& self);
   void readFailed(int err);
   void writeFailed(int err);
   void shutdownInLoop();
@@ -291,6 +294,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   TimerId idle_timer_;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
+  // Bytes handed to an engine that sends for connections (io_uring), not yet reported sent.
+  size_t in_flight_ = 0;
 };
 
 }  // namespace plexus

@@ -5,3 +5,4 @@
 PLEXUS_ENGINE("epoll", makeEpollEngine)
 PLEXUS_ENGINE("poll", makePollEngine)
 PLEXUS_ENGINE("select", makeSelectEngine)
+PLEXUS_ENGINE("uring", makeUringEngine)
