@@ -81,7 +81,7 @@ std::vector<Response> splitResponses(std::string_view data, bool head_only = fal
   return out;
 }
 
-class HttpServerTest : public ::testing::Test {
+class HttpServerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (::access(kServer.c_str(), X_OK) != 0) GTEST_SKIP() << "not built: " << kServer;
@@ -104,7 +104,7 @@ class HttpServerTest : public ::testing::Test {
     port_ = freePort();
     server_ =
         Child::spawn({kServer, "--listen", "127.0.0.1:" + std::to_string(port_), "--threads", "1",
-                      "--plugin", kPlugin, "--plugin-arg", "return:/hello=200 Hello, World!",
+                      "--engine", GetParam(), "--plugin", kPlugin, "--plugin-arg", "return:/hello=200 Hello, World!",
                       "--plugin-arg", "root=" + root_.string()},
                      {.pipe_stdin = false, .pipe_stderr = true});
     ASSERT_TRUE(server_.started());
@@ -162,7 +162,7 @@ class HttpServerTest : public ::testing::Test {
   const std::string var = requireProgram(name); \
   if (var.empty()) GTEST_SKIP() << name << " is not installed (.ci/setup installs it)"
 
-TEST_F(HttpServerTest, CurlReusesTheConnectionForTwoUrls) {
+TEST_P(HttpServerTest, CurlReusesTheConnectionForTwoUrls) {
   REQUIRE_PROGRAM(curl, "curl");
   child::Outcome o = run({curl, "-sv", url("/hello"), url("/hello")});
   ASSERT_EQ(o.status, 0) << o.err;
@@ -172,7 +172,7 @@ TEST_F(HttpServerTest, CurlReusesTheConnectionForTwoUrls) {
   EXPECT_NE(o.err.find("< Content-Length: 13"), std::string::npos) << o.err;
 }
 
-TEST_F(HttpServerTest, CurlHttp10ClosesAfterTheResponse) {
+TEST_P(HttpServerTest, CurlHttp10ClosesAfterTheResponse) {
   REQUIRE_PROGRAM(curl, "curl");
   child::Outcome o = run({curl, "-si", "--http1.0", url("/hello")});
   ASSERT_EQ(o.status, 0) << o.err;
@@ -187,7 +187,7 @@ TEST_F(HttpServerTest, CurlHttp10ClosesAfterTheResponse) {
   EXPECT_NE(o.err.find("Re-using existing connection"), std::string::npos) << o.err;
 }
 
-TEST_F(HttpServerTest, CurlHeadHasHeadersOnly) {
+TEST_P(HttpServerTest, CurlHeadHasHeadersOnly) {
   REQUIRE_PROGRAM(curl, "curl");
   child::Outcome o = run({curl, "-sI", url("/hello")});
   ASSERT_EQ(o.status, 0) << o.err;
@@ -199,7 +199,7 @@ TEST_F(HttpServerTest, CurlHeadHasHeadersOnly) {
   EXPECT_TRUE(o.out.ends_with("\r\n\r\n")) << o.out;
 }
 
-TEST_F(HttpServerTest, CurlGetsFilesWholeAndByRange) {
+TEST_P(HttpServerTest, CurlGetsFilesWholeAndByRange) {
   REQUIRE_PROGRAM(curl, "curl");
   child::Outcome o = run({curl, "-s", url("/data.bin")});
   ASSERT_EQ(o.status, 0) << o.err;
@@ -222,7 +222,7 @@ TEST_F(HttpServerTest, CurlGetsFilesWholeAndByRange) {
   EXPECT_EQ(o.out, "200 text/html");
 }
 
-TEST_F(HttpServerTest, CurlConditionalGetIs304) {
+TEST_P(HttpServerTest, CurlConditionalGetIs304) {
   REQUIRE_PROGRAM(curl, "curl");
   child::Outcome o = run({curl, "-sI", url("/index.html")});
   const std::string etag = http::headerValue(o.out, "ETag");
@@ -243,7 +243,7 @@ TEST_F(HttpServerTest, CurlConditionalGetIs304) {
   EXPECT_EQ(o.out, "200");
 }
 
-TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+TEST_P(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   const std::string request =
       "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
       "HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -276,7 +276,7 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(parts[4].body, "<p>dir</p>\n");
 }
 
-TEST_F(HttpServerTest, NothingOutsideTheRootIsServed) {
+TEST_P(HttpServerTest, NothingOutsideTheRootIsServed) {
   struct Case {
     const char* target;
     const char* status;
@@ -305,7 +305,7 @@ TEST_F(HttpServerTest, NothingOutsideTheRootIsServed) {
   EXPECT_TRUE(reply.ends_with(data_));
 }
 
-TEST_F(HttpServerTest, MalformedRequestIs400AndClosed) {
+TEST_P(HttpServerTest, MalformedRequestIs400AndClosed) {
   const std::string reply =
       exchange("GET / HTTP/1.1\r\nHost : t\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << reply;
@@ -326,7 +326,7 @@ std::string readResponse(int fd) {
   return got + readExactly(fd, length);
 }
 
-TEST_F(HttpServerTest, SigtermClosesIdleConnectionsAndAnswersTheOneInFlight) {
+TEST_P(HttpServerTest, SigtermClosesIdleConnectionsAndAnswersTheOneInFlight) {
   int idle = connectBlocking(address());
   int busy = connectBlocking(address());
   ASSERT_GE(idle, 0);
@@ -352,7 +352,7 @@ TEST_F(HttpServerTest, SigtermClosesIdleConnectionsAndAnswersTheOneInFlight) {
   EXPECT_EQ(server_.wait(milliseconds(15000)), 0);
 }
 
-TEST_F(HttpServerTest, AbKeepAliveHasNoFailedRequest) {
+TEST_P(HttpServerTest, AbKeepAliveHasNoFailedRequest) {
   REQUIRE_PROGRAM(ab, "ab");
   child::Outcome o = run({ab, "-k", "-n", "2000", "-c", "10", url("/hello")});
   ASSERT_EQ(o.status, 0) << o.out << o.err;
@@ -362,7 +362,7 @@ TEST_F(HttpServerTest, AbKeepAliveHasNoFailedRequest) {
   EXPECT_EQ(o.out.find("Non-2xx responses"), std::string::npos) << o.out;
 }
 
-TEST_F(HttpServerTest, WrkGetsOnlySuccessfulResponses) {
+TEST_P(HttpServerTest, WrkGetsOnlySuccessfulResponses) {
   REQUIRE_PROGRAM(wrk, "wrk");
   child::Outcome o = run({wrk, "-t1", "-c10", "-d1s", url("/hello")});
   ASSERT_EQ(o.status, 0) << o.out << o.err;
@@ -376,6 +376,10 @@ TEST_F(HttpServerTest, WrkGetsOnlySuccessfulResponses) {
   EXPECT_EQ(o.out.find("Socket errors"), std::string::npos) << o.out;
   EXPECT_EQ(o.out.find("Non-2xx"), std::string::npos) << o.out;
 }
+
+// Every test on the default engine and on io_uring, which receives and sends for connections.
+INSTANTIATE_TEST_SUITE_P(Engines, HttpServerTest, ::testing::Values("epoll", "uring"),
+                         [](const auto& info) { return info.param; });
 
 TEST(HttpServerArgsTest, AnUnknownArgumentStopsTheServerWithOneLine) {
   if (::access(kServer.c_str(), X_OK) != 0) GTEST_SKIP() << "not built: " << kServer;

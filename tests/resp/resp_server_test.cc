@@ -38,9 +38,14 @@ bool pythonHasRedis() {
 // A plexus-server serving resp on 127.0.0.1:port with two loops.
 class RespServer {
  public:
-  explicit RespServer(const std::string& store) : port_(freePort()) {
+  // `variant`: the store ("striped", "sharded"), and "_uring" for the io_uring engine.
+  explicit RespServer(const std::string& variant) : port_(freePort()) {
+    const size_t cut = variant.find('_');
+    const std::string store = variant.substr(0, cut);
+    const std::string engine = cut == std::string::npos ? "epoll" : variant.substr(cut + 1);
     child_ = Child::spawn({kServer, "--listen", absl::StrCat("127.0.0.1:", port_), "--threads", "2",
-                           "--plugin", kPlugin, "--plugin-arg", "store=" + store},
+                           "--engine", engine, "--plugin", kPlugin, "--plugin-arg",
+                           "store=" + store},
                           {.pipe_stdin = false, .pipe_stdout = false, .pipe_stderr = false});
   }
   ~RespServer() {
@@ -323,7 +328,8 @@ TEST(RespServerArgsTest, UnknownPluginArgumentStopsTheServer) {
       << o.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, RespServerTest, ::testing::Values("striped", "sharded"),
+INSTANTIATE_TEST_SUITE_P(Stores, RespServerTest,
+                         ::testing::Values("striped", "sharded", "striped_uring", "sharded_uring"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
