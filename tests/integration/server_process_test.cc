@@ -57,8 +57,11 @@ child::Outcome runToExit(std::vector<std::string> args) {
 // A plexus-server serving on 127.0.0.1:port (it listens on 0.0.0.0 unless args say otherwise).
 class ServerProcess {
  public:
-  ServerProcess(uint16_t port, std::vector<std::string> args) : port_(port) {
+  // `launcher`: a program that runs the server (its first argument), or empty.
+  ServerProcess(uint16_t port, std::vector<std::string> args, const std::string& launcher = "")
+      : port_(port) {
     args.insert(args.begin(), kServer);
+    if (!launcher.empty()) args.insert(args.begin(), launcher);
     child_ = Child::spawn(args, {.pipe_stdin = false, .pipe_stderr = true});
   }
 
@@ -181,6 +184,24 @@ TEST_P(ServerEngineTest, EchoesAndExitsZeroOnSigint) {
       << server.stderrText();
   expectEchoes(server.address(), randomBytes(300000, 5));
   EXPECT_EQ(server.stop(SIGINT), 0) << server.stderrText();
+}
+
+// Where io_uring is refused (seccomp here; kernel.io_uring_disabled or an old kernel alike),
+// `--engine uring` says so in one line, whatever the number of loops, and serves on epoll.
+TEST_F(ServerProcessTest, UringRefusedFallsBackToEpollWithOneLine) {
+  const uint16_t port = freePort();
+  ServerProcess server(port, {"--port", std::to_string(port), "--threads", "2", "--engine", "uring"},
+                       PLEXUS_DENY_IO_URING);
+  ASSERT_TRUE(server.waitUntilAccepting()) << server.stderrText();
+  ASSERT_TRUE(server.stderrContains("plugin echo")) << server.stderrText();
+  expectEchoes(server.address(), randomBytes(200000, 9));
+  EXPECT_EQ(server.stop(SIGTERM), 0) << server.stderrText();
+  const std::string& err = server.stderrText();
+  const std::string line = "engine uring unavailable (io_uring_setup: Operation not permitted)";
+  const size_t first = err.find(line);
+  EXPECT_NE(first, std::string::npos) << err;
+  EXPECT_EQ(err.find(line, first + 1), std::string::npos) << "said more than once:\n" << err;
+  EXPECT_NE(err.find("engine epoll (oneshot)"), std::string::npos) << err;
 }
 
 TEST_F(ServerProcessTest, AllOnTheMainLoopWithAConfigFile) {
