@@ -28,6 +28,10 @@ constexpr uint32_t kListenInterest = kEventRead | kEventLevel;
 constexpr int kAcceptBatch = 64;
 }  // namespace
 
+uint32_t Acceptor::listenInterest() const {
+  return kListenInterest | (loop_->completesIo() ? kEventAccept : 0);
+}
+
 Acceptor::Acceptor(EventLoop* loop, const InetAddress& listen_address, bool reuse_port, int backlog)
     : loop_(loop), bound_(listen_address), reuse_port_(reuse_port), backlog_(backlog) {}
 
@@ -58,7 +62,7 @@ absl::Status Acceptor::listen() {
   reserve_fd_ = openReserveFd();
   channel_owner_ = std::make_unique<Channel>(loop_, fd_, static_cast<EventHandler*>(this));
   channel_ = channel_owner_.get();
-  absl::Status s = channel_->setInterest(kListenInterest);
+  absl::Status s = channel_->setInterest(listenInterest());
   if (!s.ok()) {
     channel_owner_.reset();
     channel_ = nullptr;
@@ -101,7 +105,7 @@ absl::Status Acceptor::adopt(int fd) {
   reserve_fd_ = openReserveFd();
   channel_owner_ = std::make_unique<Channel>(loop_, fd_, static_cast<EventHandler*>(this));
   channel_ = channel_owner_.get();
-  if (absl::Status s = channel_->setInterest(kListenInterest); !s.ok()) {
+  if (absl::Status s = channel_->setInterest(listenInterest()); !s.ok()) {
     channel_owner_.reset();
     channel_ = nullptr;
     fd_ = -1;
@@ -130,10 +134,20 @@ void Acceptor::close() {
 
 void Acceptor::handleEvent(uint32_t revents) {
   if (revents & kEventFailed) {
-    if (absl::Status s = channel_->setInterest(kListenInterest); !s.ok()) {
+    if (absl::Status s = channel_->setInterest(listenInterest()); !s.ok()) {
       LOG_ERROR("accept on %s: cannot re-arm the listening socket: %s; retrying shortly",
                 bound_.toIpPort(), s.message());
       pause();
+    }
+    return;
+  }
+  if (revents & kEventAccept) {
+    // The engine accepted it (io_uring's multishot accept): no accept4 here.
+    const Engine::IoResult& r = loop_->engine().received();
+    if (r.fd >= 0) {
+      admit(r.fd, peerAddressOf(r.fd));
+    } else {
+      acceptFailed(r.err);
     }
     return;
   }
@@ -144,51 +158,56 @@ void Acceptor::handleEvent(uint32_t revents) {
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
     loop_->counters().accept_calls.add();
     if (conn >= 0) {
-      if (shedding_) {
-        LOG_WARN("accepting again on %s after shedding %u connections for lack of fds",
-                 bound_.toIpPort(), shed_in_burst_);
-        shedding_ = false;
-        shed_in_burst_ = 0;
-      }
-      InetAddress peer = addr.sin6_family == AF_INET
-                             ? InetAddress(*reinterpret_cast<sockaddr_in*>(&addr))
-                             : InetAddress(addr);
-      if (new_connection_) {
-        new_connection_(conn, peer);
-      } else {
-        closeFd(conn);
-      }
+      admit(conn, addr.sin6_family == AF_INET
+                      ? InetAddress(*reinterpret_cast<sockaddr_in*>(&addr))
+                      : InetAddress(addr));
       // The callback may have closed us (server stopping).
       if (fd_ < 0) return;
       ++accepted;
       continue;
     }
     const int err = errno;
-    switch (err) {
-      case EAGAIN:
-      case EINTR:
-        if (err == EINTR) continue;
-        return;
-      case ECONNABORTED:
-      case EPROTO:
-      case EPERM:
-        continue;  // that connection is gone; the next may be fine
-      case EMFILE:
-      case ENFILE:
-      case ENOBUFS:
-      case ENOMEM:
-        if (!shedding_) {
-          LOG_WARN("accept on %s: %s: shedding new connections until fds free up",
-                   bound_.toIpPort(), std::strerror(err));
-          shedding_ = true;
-        }
-        shedOne();
-        if (fd_ < 0 || resume_timer_.valid()) return;  // paused
-        continue;
-      default:
-        LOG_ERROR("accept on %s: %s", bound_.toIpPort(), std::strerror(err));
-        return;
-    }
+    if (err == EAGAIN) return;
+    if (!acceptFailed(err)) return;
+  }
+}
+
+void Acceptor::admit(int conn, const InetAddress& peer) {
+  if (shedding_) {
+    LOG_WARN("accepting again on %s after shedding %u connections for lack of fds",
+             bound_.toIpPort(), shed_in_burst_);
+    shedding_ = false;
+    shed_in_burst_ = 0;
+  }
+  if (new_connection_) {
+    new_connection_(conn, peer);
+  } else {
+    closeFd(conn);
+  }
+}
+
+// An accept failed with `err`: true when accepting may go on now.
+bool Acceptor::acceptFailed(int err) {
+  switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+      return true;  // that connection is gone; the next may be fine
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      if (!shedding_) {
+        LOG_WARN("accept on %s: %s: shedding new connections until fds free up",
+                 bound_.toIpPort(), std::strerror(err));
+        shedding_ = true;
+      }
+      shedOne();
+      return fd_ >= 0 && !resume_timer_.valid();  // false: paused
+    default:
+      LOG_ERROR("accept on %s: %s", bound_.toIpPort(), std::strerror(err));
+      return false;
   }
 }
 
@@ -219,7 +238,7 @@ void Acceptor::pause() {
     resume_timer_ = TimerId{};
     if (channel_ == nullptr) return;
     if (reserve_fd_ < 0) reserve_fd_ = openReserveFd();
-    if (absl::Status s = channel_->setInterest(kListenInterest); !s.ok()) {
+    if (absl::Status s = channel_->setInterest(listenInterest()); !s.ok()) {
       LOG_ERROR("accept on %s: cannot watch the listening socket: %s; retrying shortly",
                 bound_.toIpPort(), s.message());
       pause();

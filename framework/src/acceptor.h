@@ -45,6 +45,11 @@ class Acceptor final : private EventHandler {
  private:
   void handleEvent(uint32_t revents) override;
   void shedOne();
+  // A connection accepted (by accept4 or by the engine): to the new-connection callback.
+  void admit(int conn, const InetAddress& peer);
+  bool acceptFailed(int err);
+  // Readable, level-triggered; on an engine that accepts for its listeners (io_uring), kEventAccept.
+  uint32_t listenInterest() const;
   // Stops watching for a short while, then watches again (retrying until the engine takes it).
   void pause();
 

@@ -41,6 +41,10 @@ inline constexpr uint32_t kEventLevel = 1u << 26;
 // kEventRead): the engine received bytes (or the peer's EOF, or an error) for the fd, which
 // Engine::received() holds until `fn` returns.
 inline constexpr uint32_t kEventReceive = 1u << 25;
+// Asked with kEventRead by a listening socket's owner: accept for it. Reported (the same bit, with
+// kEventRead): received().fd is a connection the engine accepted (non-blocking, close-on-exec),
+// or received().err why accepting failed.
+inline constexpr uint32_t kEventAccept = 1u << 23;
 // Reported, never asked: a send() of the fd completed; Engine::sent() holds the result until `fn`
 // returns.
 inline constexpr uint32_t kEventSent = 1u << 24;
@@ -64,6 +68,7 @@ struct EngineIoResult {
   const char* data = nullptr;
   size_t len = 0;
   int err = 0;
+  int fd = -1;  // an accepted connection (kEventAccept)
 };
 
 class Engine {

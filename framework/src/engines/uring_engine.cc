@@ -44,7 +44,7 @@ constexpr size_t kKeepOpBytes = 64 * 1024;
 // the fd, the generation of its registration (24 bits) and, for a poll, which of the fd's polls it
 // is (8 bits): (generation << 40) | (poll << 32) | (fd << 3) | kind. A send carries its SendOp's
 // address (8-aligned) | kSend.
-enum Kind : uint64_t { kPoll = 1, kRecv = 2, kSend = 3, kControl = 4 };
+enum Kind : uint64_t { kPoll = 1, kRecv = 2, kSend = 3, kControl = 4, kAccept = 5 };
 constexpr uint32_t kGenerationMask = 0xffffff;
 
 uint64_t tag(Kind kind, int fd, uint32_t generation, uint8_t poll = 0) {
@@ -205,8 +205,9 @@ UringEngine::FdState* UringEngine::current(int fd, uint32_t generation) {
 
 uint32_t UringEngine::pollMask(const FdState& s) {
   uint32_t mask = s.interest & kPollBits;
-  // A receiving fd learns of input, EOF and errors from its recv.
-  if (receives(s)) mask &= ~(kEventRead | kEventReadHangup | kEventPriority);
+  // A receiving fd learns of input, EOF and errors from its recv; an accepting one of connections
+  // from its accept.
+  if (receives(s) || accepts(s)) mask &= ~(kEventRead | kEventReadHangup | kEventPriority);
   return mask;
 }
 
@@ -230,6 +231,14 @@ void UringEngine::armRecv(int fd, FdState& s) {
   s.recv_cancelling = false;
 }
 
+void UringEngine::armAccept(int fd, FdState& s) {
+  io_uring_sqe* e = sqe();
+  io_uring_prep_multishot_accept(e, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(e, tag(kAccept, fd, s.generation));
+  s.recv_armed = true;
+  s.recv_cancelling = false;
+}
+
 void UringEngine::cancel(uint64_t user_data) {
   io_uring_sqe* e = sqe();
   io_uring_prep_cancel64(e, user_data, 0);
@@ -248,8 +257,10 @@ void UringEngine::sync(int fd, FdState& s, bool dispatching) {
       }
     }
     // Armed and being cancelled: its last completion comes soon; sync() after it re-arms.
+  } else if (wantsAccept(s)) {
+    if (!s.recv_armed) armAccept(fd, s);
   } else if (s.recv_armed && !s.recv_cancelling) {
-    cancel(tag(kRecv, fd, s.generation));
+    cancel(tag(accepts(s) ? kAccept : kRecv, fd, s.generation));
     s.recv_cancelling = true;
   }
   const uint32_t mask = pollMask(s);
@@ -294,7 +305,7 @@ absl::Status UringEngine::add(int fd, uint32_t interest, void* ctx) {
   if (next_generation_ == 0) next_generation_ = 1;
   s.generation = next_generation_;
   s.registered = true;
-  if (receives(s)) {
+  if (receives(s) || accepts(s)) {
     sync(fd, s, false);
   } else {
     armPoll(fd, s);  // interest 0 too: errors and hang-ups are still reported
@@ -321,7 +332,9 @@ absl::Status UringEngine::remove(int fd) {
   // Each request holds the file open until it completes: cancel them, so that closing the fd
   // closes the socket. Their completions carry the old generation and are dropped.
   if (s.poll_armed) cancel(tag(kPoll, fd, s.generation, s.poll_seq));
-  if (s.recv_armed && !s.recv_cancelling) cancel(tag(kRecv, fd, s.generation));
+  if (s.recv_armed && !s.recv_cancelling) {
+    cancel(tag(accepts(s) ? kAccept : kRecv, fd, s.generation));
+  }
   if (s.sending != nullptr) {
     s.sending->orphaned = true;  // freed with its completion
     cancel(reinterpret_cast<uintptr_t>(s.sending) | kSend);
@@ -528,6 +541,41 @@ int UringEngine::handle(const Completion& c, ReadyFn fn, void* arg) {
       fn(s->ctx, fd, kEventSent, arg);
       fd_dispatching_ = -1;
       sent_ = IoResult{};
+      if ((s = current(fd, generation)) != nullptr) sync(fd, *s, false);
+      return 1;
+    }
+    case kAccept: {
+      const int fd = tagFd(c.user_data);
+      const uint32_t generation = tagGeneration(c.user_data);
+      FdState* s = current(fd, generation);
+      if (s == nullptr) {
+        if (c.res >= 0) ::close(c.res);  // the listener is gone: so is this connection
+        return 0;
+      }
+      if (!(c.flags & IORING_CQE_F_MORE)) {
+        s->recv_armed = false;
+        s->recv_cancelling = false;
+      }
+      if (c.res == -ECANCELED) {
+        sync(fd, *s, false);
+        return 0;
+      }
+      if (!(s->interest & kEventRead)) {
+        // Accepting is paused (the owner sheds load): one completed before the cancel did.
+        if (c.res >= 0) ::close(c.res);
+        return 0;
+      }
+      IoResult r;
+      if (c.res >= 0) {
+        r.fd = c.res;
+      } else {
+        r.err = -c.res;
+      }
+      received_ = r;
+      fd_dispatching_ = fd;
+      fn(s->ctx, fd, kEventRead | kEventAccept, arg);
+      fd_dispatching_ = -1;
+      received_ = IoResult{};
       if ((s = current(fd, generation)) != nullptr) sync(fd, *s, false);
       return 1;
     }

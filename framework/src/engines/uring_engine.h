@@ -7,7 +7,8 @@
 // each event as an SQE, not a syscall. That makes it a oneshot engine whose re-arm is free, and
 // level-triggered as its handlers see it (a fresh poll reports readiness that is already there).
 //
-// Completion I/O, for stream sockets whose owner asks kEventReceive (TcpConnection does):
+// Completion I/O, for stream sockets whose owner asks kEventReceive (TcpConnection does), and
+// listening sockets whose owner asks kEventAccept (the Acceptor does: one multishot accept):
 //   - receive: one multishot recv per fd into a ring of provided buffers that the loop's fds
 //     share (IORING_REGISTER_PBUF_RING); each completion is handed to the owner as kEventRead |
 //     kEventReceive with the bytes in received(), and the buffer goes back to the ring once the
@@ -94,9 +95,13 @@ class UringEngine final : public Engine {
   static bool wantsRecv(const FdState& s) {
     return receives(s) && (s.interest & kEventRead) && !s.recv_ended;
   }
+  // A listening socket the engine accepts for (multishot accept), in the recv_* fields.
+  static bool accepts(const FdState& s) { return (s.interest & kEventAccept) != 0; }
+  static bool wantsAccept(const FdState& s) { return accepts(s) && (s.interest & kEventRead); }
   static uint32_t pollMask(const FdState& s);
   void armPoll(int fd, FdState& s);
   void armRecv(int fd, FdState& s);
+  void armAccept(int fd, FdState& s);
   void cancel(uint64_t user_data);
   void sync(int fd, FdState& s, bool dispatching);
   void submitSend(SendOp* op);
