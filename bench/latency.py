@@ -328,7 +328,7 @@ def charts(run, chosen, cells, loads, out_dir, stem):
             script = (f"set terminal {terminal}\nset output '{out_dir / name}'\n"
                       f"set title '{title}'\nset ylabel 'microseconds (log), from the scheduled "
                       "send'\nset xlabel 'percentile'\nset logscale y\nset grid\n"
-                      "set key top left\nset datafile missing 'NaN'\n"
+                      "set key outside right\nset datafile missing 'NaN'\n"
                       "set offsets graph 0.05, graph 0.05, 0, 0\n"
                       f"plot for [i=3:{len(names) + 2}] '{data}' using 1:i:xtic(2) "
                       "with linespoints lw 2 title columnheader(i)\n")
