@@ -423,6 +423,12 @@ def write_report(run, chosen, skipped, peaks, peak_runs, open_runs, loads, meta,
         if bname:
             lines.append("")
             lines.append(f"Best peer p99.9 at {load_label(pct)}: {bname}, {fmt_us(bp)} µs.")
+        behind = [s.name for s in chosen if cells.get((s.name, pct), {}).get("achieved") and
+                  cells[(s.name, pct)]["achieved"] < 0.97 * cells[(s.name, pct)]["rate"]]
+        if behind:
+            lines.append("")
+            lines.append(f"**Below the target rate** ({', '.join(behind)}): the client or the "
+                         "server did not keep up, and the latency grew with the backlog.")
         lines.append("")
 
     verdict = []
