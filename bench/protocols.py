@@ -555,7 +555,8 @@ def http_run(ctx, record, server, file_bytes):
     def body(inst):
         url = f"http://127.0.0.1:{inst.port}{path}"
         record.result.update(http_check(inst.port, record.variant, file_bytes))
-        base = ["wrk", "-t1", f"-c{args.http_connections}"]
+        # One wrk thread (bench/scale gives it more: its client has several CPUs).
+        base = ["wrk", f"-t{getattr(args, 'wrk_threads', 1)}", f"-c{args.http_connections}"]
         if args.warmup > 0:
             warm = base + [f"-d{args.warmup:g}s", url]
             record.client_commands.append(warm)

@@ -31,7 +31,9 @@ struct BenchResult {
   uint64_t messages = 0;  // measured round trips
   double msgs_per_sec = 0;
   double mib_per_sec = 0;  // payload echoed per second, one direction: messages * size / s / 2^20
-  LatencyHistogram latency;  // ns
+  // ns: every measured round trip, plus each unanswered message with the time it had waited at
+  // the end (so a server that leaves replies behind cannot hide its tail).
+  LatencyHistogram latency;
   uint64_t connect_errors = 0;
   uint64_t mismatches = 0;
   uint64_t disconnects = 0;

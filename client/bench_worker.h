@@ -86,7 +86,9 @@ struct WorkerStats {
   uint64_t disconnects = 0;   // connections closed by the peer or an error during the run
   uint64_t connect_errors = 0;
   uint64_t connected = 0;     // connections that were established
-  uint64_t unanswered = 0;    // measured messages whose reply had not come back at the end
+  // Measured messages whose reply had not come back at the end; each is in `latency` too, with
+  // the time it had waited by then.
+  uint64_t unanswered = 0;
   uint64_t sent = 0;          // messages sent (all phases)
   uint64_t completed = 0;     // round trips completed (all phases)
   uint64_t bytes_received = 0;  // (all phases)
@@ -134,6 +136,7 @@ class BenchWorker {
   void sendDue();
   void markDone(Conn& c);
   uint64_t unansweredOf(const Conn& c) const;
+  void recordUnanswered(const Conn& c, Clock::time_point now);
   void finishInLoop(WorkerStats* out);
   void closeAll();
 

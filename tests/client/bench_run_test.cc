@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -239,6 +242,70 @@ TEST(BenchRunTest, OpenLoopCountTakesCountOverRate) {
   EXPECT_LT(r->duration_s, 1.0);
 }
 
+// Coordinated omission, both halves: latency counts from the scheduled send time, and a message
+// whose reply never comes back stays in the figures (with the time it waited) instead of leaving
+// only the fast replies in the percentiles.
+TEST(BenchRunTest, OpenLoopUnansweredMessagesStayInTheTail) {
+  // Echoes the first message of each connection, then swallows everything.
+  auto echoed_by_conn = std::make_shared<std::map<const TcpConnection*, size_t>>();
+  ServerHarness h(serverOptions(), [echoed_by_conn](TcpServer& s) {
+    s.setMessageCallback([echoed_by_conn](const TcpConnectionPtr& conn, Buffer* buf) {
+      size_t& echoed = (*echoed_by_conn)[conn.get()];  // one server thread: no lock
+      const size_t n = std::min(buf->readableBytes(), 16 - echoed);
+      if (n > 0) conn->send(std::string_view(buf->peek(), n));
+      echoed += n;
+      buf->retrieveAll();
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 2;
+  o.rate = 100;
+  o.duration_s = 0.3;  // about 30 scheduled, then 2 s of drain waiting for the rest
+  o.warmup_s = 0;
+  o.verify = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 2u);
+  EXPECT_NEAR(static_cast<double>(r->unanswered), 28, 3);
+  EXPECT_EQ(r->latency.count(), r->messages + r->unanswered);
+  // Every unanswered message waited through the whole drain (2 s) at least.
+  EXPECT_GE(r->latency.percentile(50), 1'900'000'000);
+  EXPECT_GE(r->latency.percentile(99.9), 1'900'000'000);
+  EXPECT_LT(r->latency.min(), 1'000'000'000);  // the two answered ones
+  EXPECT_EQ(r->mismatches, 0u);
+}
+
+TEST(BenchRunTest, OpenLoopSendsWhileRepliesAreOutstanding) {
+  // Holds every byte until all 20 messages of the connection are in, then echoes them at once: a
+  // client that waited for replies before sending (coordinated omission) would never finish.
+  ServerHarness h(serverOptions(), [](TcpServer& s) {
+    s.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* buf) {
+      if (buf->readableBytes() >= 20 * 16) conn->send(buf->retrieveAllAsString());
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  BenchOptions o = benchOptions(h);
+  o.connections = 1;
+  o.threads = 1;
+  o.rate = 100;  // one every 10 ms: the last is scheduled 190 ms after the first
+  o.count = 20;
+  o.warmup_s = 0;
+  o.verify = true;
+  auto r = run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages, 20u);
+  EXPECT_EQ(r->unanswered, 0u);
+  EXPECT_EQ(r->mismatches, 0u);
+  ASSERT_EQ(r->latency.count(), 20u);
+  // From its scheduled time, message k waited about (19 - k) * 10 ms: the first about 190 ms, the
+  // last almost nothing.
+  EXPECT_GE(r->latency.max(), 180'000'000);
+  EXPECT_LT(r->latency.min(), 60'000'000);
+  EXPECT_GE(r->latency.percentile(50), 70'000'000);
+  EXPECT_LE(r->latency.percentile(50), 150'000'000);
+}
+
 TEST(BenchRunTest, ConnectionsTheServerClosesAreDisconnects) {
   ServerHarness h(serverOptions(), [](TcpServer& s) {
     s.setMessageCallback([](const TcpConnectionPtr& conn, Buffer* buf) {
@@ -295,6 +362,9 @@ TEST(BenchRunTest, AServerThatNeverRepliesFailsTheRun) {
   EXPECT_EQ(r->messages, 0u);
   EXPECT_EQ(r->sent, 4u);  // closed loop: one each, never answered
   EXPECT_EQ(r->unanswered, 4u);
+  // They stay in the latency figures, with the time they waited (the window and the drain).
+  EXPECT_EQ(r->latency.count(), 4u);
+  EXPECT_GE(r->latency.min(), 1'900'000'000);
   EXPECT_EQ(benchExitStatus(*r), 1);
   EXPECT_EQ(benchFailure(*r),
             "bench measured 0 messages: no reply came back (4 messages sent on 4 connections)");
