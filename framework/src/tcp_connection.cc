@@ -38,14 +38,14 @@ constexpr size_t kWriteBytesPerTurn = Buffer::kReadChunk;
 class TcpConnection::CallbacksHandler final : public ConnectionHandler {
  public:
   void onMessage(const TcpConnectionPtr& conn, Buffer* input) override {
-    if (const MessageCallback& cb = conn->callbacks_->message) {
+    if (const MessageCallback& cb = conn->settings_->callbacks.message) {
       cb(conn, input);
     } else {
       input->retrieveAll();
     }
   }
   void onWriteComplete(const TcpConnectionPtr& conn) override {
-    if (const WriteCompleteCallback& cb = conn->callbacks_->write_complete) cb(conn);
+    if (const WriteCompleteCallback& cb = conn->settings_->callbacks.write_complete) cb(conn);
   }
 };
 
@@ -70,21 +70,24 @@ void TcpConnection::HandlerDeleter::operator()(ConnectionHandler* h) const {
   if (h != &callbacks_handler_) delete h;
 }
 
+ConnectionSettings::ConnectionSettings(ConnectionCallbacks cbs, const ConnectionOptions& options)
+    : callbacks(std::move(cbs)),
+      high_water_mark(options.high_water_mark),
+      low_water_mark(options.low_water_mark ? options.low_water_mark
+                                            : options.high_water_mark / 2),
+      idle_timeout(options.idle_timeout),
+      linger_ms(static_cast<uint32_t>(std::max<int64_t>(0, options.linger_timeout.count()))),
+      tcp_no_delay(options.tcp_no_delay) {}
+
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
-                             std::shared_ptr<const ConnectionCallbacks> callbacks,
-                             const ConnectionOptions& options)
+                             std::shared_ptr<const ConnectionSettings> settings)
     : id_(id),
       channel_(loop, sockfd, this),
       peer_(peer),
-      callbacks_(std::move(callbacks)),
-      handler_(&callbacks_handler_),
-      high_water_mark_(options.high_water_mark),
-      low_water_mark_(options.low_water_mark ? options.low_water_mark
-                                             : options.high_water_mark / 2),
-      idle_timeout_(options.idle_timeout),
-      linger_ms_(static_cast<uint32_t>(std::max<int64_t>(0, options.linger_timeout.count()))) {
-  // Here rather than in connectEstablished(): one option fewer to keep per connection.
-  if (options.tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
+      settings_(std::move(settings)),
+      handler_(&callbacks_handler_) {
+  // Here rather than in connectEstablished(): the socket is set up once, before any traffic.
+  if (settings_->tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
 }
 
 TcpConnection::~TcpConnection() {
@@ -92,20 +95,33 @@ TcpConnection::~TcpConnection() {
   closeFiles();
 }
 
+TcpConnection::Extras& TcpConnection::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+void TcpConnection::cancelTimer() {
+  if (!extras_ || !extras_->timer.valid()) return;
+  getLoop()->cancel(extras_->timer);
+  extras_->timer = TimerId{};
+}
+
 void TcpConnection::closeFiles() {
-  if (!files_) return;
-  for (const FileQueue::Range& r : files_->ranges) detail::closeFd(r.fd);
-  files_.reset();
+  FileQueue* files = this->files();
+  if (files == nullptr) return;
+  for (const FileQueue::Range& r : files->ranges) detail::closeFd(r.fd);
+  extras_->files.reset();
 }
 
 size_t TcpConnection::bufferedBytes() const {
-  return output_.readableBytes() + (files_ ? files_->after_bytes : 0);
+  const FileQueue* files = this->files();
+  return output_.readableBytes() + (files ? files->after_bytes : 0);
 }
 
 size_t TcpConnection::pendingOutputBytes() const {
   size_t total = output_.readableBytes();
-  if (files_) {
-    for (const FileQueue::Range& r : files_->ranges) {
+  if (const FileQueue* files = this->files()) {
+    for (const FileQueue::Range& r : files->ranges) {
       total += static_cast<size_t>(r.length) + r.after.readableBytes();
     }
   }
@@ -140,11 +156,12 @@ absl::Status TcpConnection::connectEstablished() {
   }
   state_.store(kConnected, std::memory_order_release);
   self_ = shared_from_this();
-  if (idle_timeout_.count() > 0) {
-    last_active_ = Clock::now();
-    armIdleTimer(idle_timeout_);
+  if (settings_->idle_timeout.count() > 0) {
+    idle_timed_ = true;
+    extras().last_active = Clock::now();
+    armIdleTimer(settings_->idle_timeout);
   }
-  if (callbacks_->connection) callbacks_->connection(self_);
+  if (settings_->callbacks.connection) settings_->callbacks.connection(self_);
   return absl::OkStatus();
 }
 
@@ -153,7 +170,7 @@ void TcpConnection::connectDestroyed() {
   if (state_.load(std::memory_order_relaxed) != kDisconnected) {
     // The owner is going away with the connection still open.
     state_.store(kDisconnected, std::memory_order_release);
-    getLoop()->cancel(idle_timer_);
+    cancelTimer();
     removeAndCloseFd();
     reportClosed(shared_from_this());
   }
@@ -206,7 +223,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     getLoop()->counters().read_calls.add();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
-      getLoop()->counters().bytes_received.add(static_cast<uint64_t>(n));
+      getLoop()->addBytesReceived(static_cast<uint64_t>(n));
       noteActivity();
       // `in` stays valid through the call, even if the handler closes the connection: a close
       // during an event leaves input_'s memory alone until the event is over.
@@ -271,7 +288,7 @@ void TcpConnection::handleEvent(uint32_t revents) {
       lingerEvent(revents);
     }
   } else if ((revents & kEventHangup) && !(revents & kEventRead)) {
-    close_reason_ = CloseReason::kError;
+    close_reason_ = static_cast<uint8_t>(CloseReason::kError);
     handleClose();
   } else if (revents & kEventError) {
     handleError();
@@ -300,13 +317,13 @@ void TcpConnection::eventClosedIt() {
 
 void TcpConnection::readFailed(int err) {
   LOG_DEBUG("connection %s: read: %s", name(), std::strerror(err));
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
 void TcpConnection::writeFailed(int err) {
   LOG_DEBUG("connection %s: write: %s", name(), std::strerror(err));
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
@@ -316,7 +333,7 @@ void TcpConnection::interestFailed(const absl::Status& why) {
   LOG_WARN("connection %s: cannot change what it waits for (%s): closing it", name(),
            why.message());
   getLoop()->counters().interest_failures.add();
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
@@ -324,7 +341,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
-  close_reason_ = CloseReason::kPeer;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kPeer);
   if (outputEmpty() && !handler_->holdsOutput()) {
     handleClose();
     return;
@@ -374,7 +391,7 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
     output_.releaseIfEmpty();
     handler_->onWriteComplete(self);
     afterOutputDrained();
-  } else if (backpressured_ && bufferedBytes() <= low_water_mark_) {
+  } else if (backpressured_ && bufferedBytes() <= settings_->low_water_mark) {
     backpressured_ = false;
     updateReadInterest();
     inputResumed();
@@ -382,8 +399,8 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
 }
 
 ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
-  if (output_.empty() && files_) {
-    FileQueue::Range& r = files_->ranges.front();  // never empty: finished ranges are popped
+  if (output_.empty() && files()) {
+    FileQueue::Range& r = extras_->files->ranges.front();  // never empty: finished ranges are popped
     *len = static_cast<size_t>(std::min<uint64_t>(r.length, budget));
     off_t offset = static_cast<off_t>(r.offset);
     const ssize_t n = ::sendfile(channel_.fd(), r.fd, &offset, *len);
@@ -409,12 +426,13 @@ ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
 
 // The first file range is sent: close its file; the bytes sent after it are next.
 void TcpConnection::finishFrontFile() {
-  FileQueue::Range& r = files_->ranges.front();
+  FileQueue& files = *extras_->files;
+  FileQueue::Range& r = files.ranges.front();
   detail::closeFd(r.fd);
-  files_->after_bytes -= r.after.readableBytes();
+  files.after_bytes -= r.after.readableBytes();
   output_.swap(r.after);
-  files_->ranges.pop_front();
-  if (files_->ranges.empty()) files_.reset();
+  files.ranges.pop_front();
+  if (files.ranges.empty()) extras_->files.reset();
 }
 
 void TcpConnection::afterOutputDrained() {
@@ -449,7 +467,8 @@ bool TcpConnection::wantsToRead() const {
 // The output of a graceful close has drained. See ConnectionOptions::linger_timeout.
 void TcpConnection::finishGracefulClose() {
   int unread = 0;
-  if (linger_ms_ == 0 || write_shut_ ||
+  const uint32_t linger_ms = settings_->linger_ms;
+  if (linger_ms == 0 || write_shut_ ||
       (input_.empty() && (::ioctl(channel_.fd(), FIONREAD, &unread) != 0 || unread == 0))) {
     handleClose();
     return;
@@ -461,11 +480,11 @@ void TcpConnection::finishGracefulClose() {
     input_.retrieveAll();
     input_.releaseIfEmpty();
   }
-  getLoop()->cancel(idle_timer_);
+  cancelTimer();
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  idle_timer_ = getLoop()->runAfter(std::chrono::milliseconds(linger_ms_), [weak] {
+  extras().timer = getLoop()->runAfter(std::chrono::milliseconds(linger_ms), [weak] {
     if (auto self = weak.lock()) {
-      self->idle_timer_ = TimerId{};
+      self->extras_->timer = TimerId{};
       self->handleClose();
     }
   });
@@ -502,7 +521,7 @@ void TcpConnection::handleClose() {
   getLoop()->assertInLoopThread();
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
   state_.store(kDisconnected, std::memory_order_release);
-  getLoop()->cancel(idle_timer_);
+  cancelTimer();
   removeAndCloseFd();
   output_.retrieveAll();
   output_.releaseIfEmpty();
@@ -521,13 +540,15 @@ void TcpConnection::handleClose() {
   } else {
     reportClosed(guard);
   }
-  // The owner drops its reference in a functor queued on this loop, after this event.
+  // The owner drops its reference in a functor queued on this loop, after this event. It may count
+  // the close in a metric: the loop's byte counters include this connection's bytes first.
+  getLoop()->flushIoBytes();
   if (owner_ != nullptr) owner_->connectionClosed(guard);
   releaseSelf();
 }
 
 void TcpConnection::reportClosed(const TcpConnectionPtr& guard) {
-  if (callbacks_->connection) callbacks_->connection(guard);
+  if (settings_->callbacks.connection) settings_->callbacks.connection(guard);
   handler_->onClose(guard);
 }
 
@@ -548,15 +569,15 @@ const char* closeReasonName(CloseReason reason) {
 void TcpConnection::handleError() {
   const int err = detail::socketError(channel_.fd());
   LOG_DEBUG("connection %s: %s", name(), err ? std::strerror(err) : "socket error");
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
 // Inline into both send()s. The common case, one send(2) that takes everything, stays here; the
 // rest is out of line, so this path needs few registers.
 inline void TcpConnection::sendInLoop(const char* data, size_t len) {
-  if (output_.empty() && !files_ && state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ &&
-      len != 0) {
+  if (output_.empty() && files() == nullptr &&
+      state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ && len != 0) {
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
     getLoop()->counters().write_calls.add();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
@@ -599,10 +620,10 @@ void TcpConnection::sendQueued(const char* data, size_t len) {
 
 void TcpConnection::queueOutput(const char* data, size_t len) {
   const size_t before = bufferedBytes();
-  if (files_) {
+  if (FileQueue* files = this->files()) {
     // Behind the last queued file range.
-    files_->ranges.back().after.append(data, len);
-    files_->after_bytes += len;
+    files->ranges.back().after.append(data, len);
+    files->after_bytes += len;
   } else {
     output_.append(data, len);
   }
@@ -610,13 +631,14 @@ void TcpConnection::queueOutput(const char* data, size_t len) {
     interestFailed(s);
     return;
   }
-  const size_t hwm = high_water_mark_;
+  const size_t hwm = settings_->high_water_mark;
   if (hwm > 0 && before < hwm && before + len >= hwm) {
     // The peer reads slower than it sends: stop reading from it until the output drains.
     backpressured_ = true;
     updateReadInterest();
-    if (callbacks_->high_water_mark && state_.load(std::memory_order_relaxed) == kConnected) {
-      callbacks_->high_water_mark(shared_from_this(), bufferedBytes());
+    if (settings_->callbacks.high_water_mark &&
+        state_.load(std::memory_order_relaxed) == kConnected) {
+      settings_->callbacks.high_water_mark(shared_from_this(), bufferedBytes());
     }
   }
 }
@@ -719,8 +741,9 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
       }
     }
   }
-  if (!files_) files_ = std::make_unique<FileQueue>();
-  files_->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
+  Extras& e = extras();
+  if (!e.files) e.files = std::make_unique<FileQueue>();
+  e.files->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
   if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
 }
 
@@ -802,22 +825,23 @@ void TcpConnection::stopReading() {
 
 void TcpConnection::armIdleTimer(Duration delay) {
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  idle_timer_ = getLoop()->runAfter(delay, [weak] {
+  extras().timer = getLoop()->runAfter(delay, [weak] {
     if (auto self = weak.lock()) self->onIdleTimer();
   });
 }
 
 void TcpConnection::onIdleTimer() {
-  idle_timer_ = TimerId{};
+  extras_->timer = TimerId{};
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
-  const Duration idle = Clock::now() - last_active_;
-  if (idle >= idle_timeout_) {
+  const Duration idle = Clock::now() - extras_->last_active;
+  const Duration timeout = settings_->idle_timeout;
+  if (idle >= timeout) {
     LOG_INFO("connection %s idle for %.1f s: closing", name(),
              std::chrono::duration<double>(idle).count());
-    close_reason_ = CloseReason::kIdle;
+    close_reason_ = static_cast<uint8_t>(CloseReason::kIdle);
     handleClose();
   } else {
-    armIdleTimer(idle_timeout_ - idle);
+    armIdleTimer(timeout - idle);
   }
 }
 

@@ -1,6 +1,6 @@
 #include "plexus/tcp_server.h"
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/notification.h"
 #include "acceptor.h"
 #include "loop_metrics.h"
@@ -25,7 +25,9 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   }
   TcpServer* const server;
   EventLoop* const loop;
-  absl::flat_hash_map<uint64_t, TcpConnectionPtr> connections;
+  // The owner's references, keyed by the connection's address (16 bytes a slot; absl hashes smart
+  // pointers by the pointer).
+  absl::flat_hash_set<TcpConnectionPtr> connections;
   // Connections the engine refused (select past FD_SETSIZE, say): the first is logged, the rest
   // counted and summed up once a connection is taken again.
   uint64_t refused_in_burst = 0;
@@ -46,7 +48,7 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
     out.reserve(connections.size());
-    for (const auto& [id, conn] : connections) out.push_back(conn);
+    for (const TcpConnectionPtr& conn : connections) out.push_back(conn);
     return out;
   }
 };
@@ -98,7 +100,7 @@ absl::Status TcpServer::start() {
   base_loop_->assertInLoopThread();
   if (started_) return absl::OkStatus();
   if (options_.threads < 0) return absl::InvalidArgumentError("threads must be 0 or more");
-  shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
+  publishSettings();
   // An inherited listening socket (listen_fd) is one socket: the main loop accepts on it.
   const bool per_loop_listeners =
       options_.accept_mode == AcceptMode::kReusePort && options_.listen_fd < 0;
@@ -275,7 +277,7 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   num_connections_.fetch_add(1, std::memory_order_relaxed);
 
   auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
-                                              shared_callbacks_, options_.connection);
+                                              shared_settings_.load(std::memory_order_acquire));
   conn->setOwner(lc);
   io_loop->runInLoop([this, lc, conn] { establishOnLoop(lc, conn); });
 }
@@ -283,10 +285,15 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
 // Even while stopping: a connection accepted before the stop (its listener closed first) is one a
 // client is using; it gets the stop notice like the others, which stop() queues on this loop after
 // it (so it is in the map by then). Dropping it here would cut a client off during an upgrade.
+void TcpServer::publishSettings() {
+  shared_settings_.store(std::make_shared<const ConnectionSettings>(callbacks_, options_.connection),
+                         std::memory_order_release);
+}
+
 void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
   // In the map before the connection callback runs: that callback may close it at once.
-  lc->connections.emplace(conn->id(), conn);
+  lc->connections.insert(conn);
   // Counted before the connection callback runs, which may close it at once.
   if (lc->series) {
     lc->series->accepted->add();
@@ -298,7 +305,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
       LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
                 conn->peerAddress().toIpPort(), s.message());
     }
-    lc->connections.erase(conn->id());
+    lc->connections.erase(conn);
     if (lc->series) {  // accepted = open + closed holds still
       lc->series->open->sub();
       lc->series->closed[static_cast<size_t>(CloseReason::kError)]->add();
@@ -315,7 +322,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
 
 void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
-  if (lc->connections.erase(conn->id()) == 0) return;
+  if (lc->connections.erase(conn) == 0) return;
   if (lc->series) {
     lc->series->open->sub();
     lc->series->closed[static_cast<size_t>(conn->closeReason())]->add();
@@ -563,7 +570,8 @@ void TcpServer::acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress&
   pool_->addLoad(lc->loop, 1);
   auto conn = std::make_shared<TcpConnection>(lc->loop,
                                               next_loop_id_.fetch_add(1, std::memory_order_relaxed),
-                                              sockfd, peer, shared_callbacks_, options_.connection);
+                                              sockfd, peer,
+                                              shared_settings_.load(std::memory_order_acquire));
   conn->setOwner(lc);
   establishOnLoop(lc, conn);
 }
