@@ -68,7 +68,7 @@ TcpClient::~TcpClient() {
 void TcpClient::connect() {
   // The callbacks were set on this thread before connect(); the loop thread takes the snapshot,
   // so the one field it reads (shared_settings_) is only ever written there.
-  auto settings = std::make_shared<const ConnectionSettings>(callbacks_, options_.connection);
+  ConnectionSettingsPtr settings = ConnectionSettingsPtr::make(callbacks_, options_.connection);
   loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_), settings] {
     if (alive.expired()) return;
     shared_settings_ = settings;

@@ -80,7 +80,7 @@ ConnectionSettings::ConnectionSettings(ConnectionCallbacks cbs, const Connection
       tcp_no_delay(options.tcp_no_delay) {}
 
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
-                             std::shared_ptr<const ConnectionSettings> settings)
+                             ConnectionSettingsPtr settings)
     : id_(id),
       channel_(loop, sockfd, this),
       peer_(peer),
@@ -220,7 +220,7 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
     int saved_errno = 0;
     const size_t room = edge ? in->readCapacity() : 0;
     const ssize_t n = detail::readInto(*in, channel_.fd(), &saved_errno);
-    getLoop()->counters().read_calls.add();
+    getLoop()->noteReadCall();
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
       getLoop()->addBytesReceived(static_cast<uint64_t>(n));
@@ -404,7 +404,7 @@ ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
     *len = static_cast<size_t>(std::min<uint64_t>(r.length, budget));
     off_t offset = static_cast<off_t>(r.offset);
     const ssize_t n = ::sendfile(channel_.fd(), r.fd, &offset, *len);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
     if (n > 0) {
       noteSent(static_cast<size_t>(n));
       r.offset += static_cast<uint64_t>(n);
@@ -416,7 +416,7 @@ ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
   *len = std::min(output_.readableBytes(), budget);
   if (*len == 0) return 0;
   const ssize_t n = detail::sys::send(channel_.fd(), output_.peek(), *len, MSG_NOSIGNAL);
-  getLoop()->counters().write_calls.add();
+  getLoop()->noteWriteCall();
   if (n > 0) {
     noteSent(static_cast<size_t>(n));
     output_.retrieve(static_cast<size_t>(n));
@@ -500,7 +500,7 @@ void TcpConnection::lingerEvent(uint32_t revents) {
   char scratch[16384];
   for (int i = 0; i < 16; ++i) {
     const ssize_t n = ::read(channel_.fd(), scratch, sizeof scratch);
-    getLoop()->counters().read_calls.add();
+    getLoop()->noteReadCall();
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -542,7 +542,7 @@ void TcpConnection::handleClose() {
   }
   // The owner drops its reference in a functor queued on this loop, after this event. It may count
   // the close in a metric: the loop's byte counters include this connection's bytes first.
-  getLoop()->flushIoBytes();
+  getLoop()->flushIoCounts();
   if (owner_ != nullptr) owner_->connectionClosed(guard);
   releaseSelf();
 }
@@ -579,7 +579,7 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
   if (output_.empty() && files() == nullptr &&
       state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ && len != 0) {
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
       noteSent(len);
       // All written at once: nothing was queued, so no write-complete follows.
@@ -596,7 +596,7 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
 __attribute__((noinline)) void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
   while (n < 0 && errno == EINTR) {
     n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
   }
   if (n >= 0) {
     const auto written = static_cast<size_t>(n);
@@ -680,7 +680,7 @@ void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
   ssize_t n;
   do {
     n = ::writev(channel_.fd(), iov, static_cast<int>(direct));
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -718,7 +718,7 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
     ssize_t n;
     do {
       n = ::sendfile(channel_.fd(), fd, &off, static_cast<size_t>(std::min<uint64_t>(length, kWriteBytesPerTurn)));
-      getLoop()->counters().write_calls.add();
+      getLoop()->noteWriteCall();
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       detail::closeFd(fd);

@@ -25,9 +25,10 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   }
   TcpServer* const server;
   EventLoop* const loop;
-  // The owner's references, keyed by the connection's address (16 bytes a slot; absl hashes smart
-  // pointers by the pointer).
-  absl::flat_hash_set<TcpConnectionPtr> connections;
+  // The established connections of this loop, by address: 8 bytes a slot. No reference of its own:
+  // an established connection holds one to itself until it has closed, and removeConnection()
+  // takes it out (in the close, before that reference goes) and queues the last call with one.
+  absl::flat_hash_set<TcpConnection*> connections;
   // Connections the engine refused (select past FD_SETSIZE, say): the first is logged, the rest
   // counted and summed up once a connection is taken again.
   uint64_t refused_in_burst = 0;
@@ -48,7 +49,7 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
     out.reserve(connections.size());
-    for (const TcpConnectionPtr& conn : connections) out.push_back(conn);
+    for (TcpConnection* conn : connections) out.push_back(conn->shared_from_this());
     return out;
   }
 };
@@ -277,23 +278,23 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   num_connections_.fetch_add(1, std::memory_order_relaxed);
 
   auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
-                                              shared_settings_.load(std::memory_order_acquire));
+                                              currentSettings());
   conn->setOwner(lc);
   io_loop->runInLoop([this, lc, conn] { establishOnLoop(lc, conn); });
+}
+
+void TcpServer::publishSettings() {
+  published_.push_back(ConnectionSettingsPtr::make(callbacks_, options_.connection));
+  settings_.store(published_.back().get(), std::memory_order_release);
 }
 
 // Even while stopping: a connection accepted before the stop (its listener closed first) is one a
 // client is using; it gets the stop notice like the others, which stop() queues on this loop after
 // it (so it is in the map by then). Dropping it here would cut a client off during an upgrade.
-void TcpServer::publishSettings() {
-  shared_settings_.store(std::make_shared<const ConnectionSettings>(callbacks_, options_.connection),
-                         std::memory_order_release);
-}
-
 void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
   // In the map before the connection callback runs: that callback may close it at once.
-  lc->connections.insert(conn);
+  lc->connections.insert(conn.get());
   // Counted before the connection callback runs, which may close it at once.
   if (lc->series) {
     lc->series->accepted->add();
@@ -305,7 +306,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
       LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
                 conn->peerAddress().toIpPort(), s.message());
     }
-    lc->connections.erase(conn);
+    lc->connections.erase(conn.get());
     if (lc->series) {  // accepted = open + closed holds still
       lc->series->open->sub();
       lc->series->closed[static_cast<size_t>(CloseReason::kError)]->add();
@@ -322,7 +323,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
 
 void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
-  if (lc->connections.erase(conn) == 0) return;
+  if (lc->connections.erase(conn.get()) == 0) return;
   if (lc->series) {
     lc->series->open->sub();
     lc->series->closed[static_cast<size_t>(conn->closeReason())]->add();
@@ -571,7 +572,7 @@ void TcpServer::acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress&
   auto conn = std::make_shared<TcpConnection>(lc->loop,
                                               next_loop_id_.fetch_add(1, std::memory_order_relaxed),
                                               sockfd, peer,
-                                              shared_settings_.load(std::memory_order_acquire));
+                                              currentSettings());
   conn->setOwner(lc);
   establishOnLoop(lc, conn);
 }

@@ -117,8 +117,8 @@ class EventLoop {
   struct Counters {
     SingleWriterCounter events, wait_calls, read_calls, write_calls, accept_calls, other_calls;
     SingleWriterCounter wait_failures, interest_failures;
-    // Bytes the loop's connections read and wrote (folded in once per iteration, see
-    // addBytesReceived()); time spent handling ready fds and queued
+    // Bytes the loop's connections read and wrote (read_calls, write_calls and these are folded in
+    // once per iteration, see noteReadCall()); time spent handling ready fds and queued
     // functors (only while handler timing is on, see setHandlerTiming()).
     SingleWriterCounter bytes_received, bytes_sent, handler_ns;
   };
@@ -135,15 +135,20 @@ class EventLoop {
     }
   }
 
-  // Bytes a connection of this loop read / wrote: a plain add here, folded into counters()
-  // (bytes_received, bytes_sent) once per iteration, when run() returns, and by flushIoBytes().
+  // What a connection of this loop did on its socket: a read or write call, bytes read or written.
+  // Plain adds here, folded into counters() (read_calls, write_calls, bytes_received, bytes_sent)
+  // after the ready fds of each iteration, after its queued functors, when run() returns, and by
+  // flushIoCounts(): the per-message path pays one add each instead of an atomic's load and store.
   // Loop thread only.
-  void addBytesReceived(uint64_t n) { unflushed_received_ += n; }
-  void addBytesSent(uint64_t n) { unflushed_sent_ += n; }
-  // Folds the bytes above into counters() now (a connection does before it reports its close, so a
-  // scrape that sees the close sees its bytes). Loop thread only.
-  void flushIoBytes() {
-    if ((unflushed_received_ | unflushed_sent_) != 0) foldIoBytes();
+  void noteReadCall() { ++tally_.reads; }
+  void noteWriteCall() { ++tally_.writes; }
+  void addBytesReceived(uint64_t n) { tally_.bytes_received += n; }
+  void addBytesSent(uint64_t n) { tally_.bytes_sent += n; }
+  // Folds the tallies above into counters() now (a connection does before it reports its close,
+  // so a scrape that sees the close sees its bytes). Loop thread only.
+  void flushIoCounts() {
+    // Bytes come with a call: the calls alone tell whether there is anything to fold.
+    if ((tally_.reads | tally_.writes) != 0) foldIoCounts();
   }
 
  private:
@@ -153,7 +158,8 @@ class EventLoop {
   // One iteration with handler timing on or after the engine failed (see run()).
   void slowIteration(uint8_t control, int* failures, absl::Status* gave_up);
   void waitAndDispatch(Engine::ReadyFn fn, int* failures, absl::Status* gave_up);
-  void foldIoBytes();
+  void waitFailed(const absl::Status& why, int* failures, absl::Status* gave_up);
+  void foldIoCounts();
   static void handleReady(void* ctx, int fd, uint32_t events, void* loop);
   // handleReady() that first notes when the iteration's first ready fd came (handler timing).
   static void handleReadyTimed(void* ctx, int fd, uint32_t events, void* loop);
@@ -173,8 +179,10 @@ class EventLoop {
   std::atomic<uint8_t> control_{0};
   std::atomic<uint64_t> iterations_{0};
   Counters counters_;
-  uint64_t unflushed_received_ = 0;  // see addBytesReceived()
-  uint64_t unflushed_sent_ = 0;
+  struct IoTally {  // see noteReadCall()
+    uint64_t reads = 0, writes = 0, bytes_received = 0, bytes_sent = 0;
+  };
+  IoTally tally_;
   Clock::time_point batch_start_{};  // handler timing: the first ready fd of this iteration
   bool handling_events_ = false;
   std::unique_ptr<detail::Wakeup> wakeup_;

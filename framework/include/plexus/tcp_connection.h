@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "plexus/buffer.h"
@@ -61,10 +62,13 @@ struct ConnectionOptions {
 };
 
 // What the connections of one server (or client) share instead of each keeping a copy: the
-// callbacks, and the options resolved. Immutable once made; connections hold it by shared_ptr, so
-// a server that changes its options makes a new one and the connections already open keep theirs.
-struct ConnectionSettings {
+// callbacks, and the options resolved. Immutable once made; held by ConnectionSettingsPtr, so a
+// server that changes its options makes a new one and the connections already open keep theirs.
+class ConnectionSettings {
+ public:
   ConnectionSettings(ConnectionCallbacks cbs, const ConnectionOptions& options);
+  ConnectionSettings(const ConnectionSettings&) = delete;
+  ConnectionSettings& operator=(const ConnectionSettings&) = delete;
 
   const ConnectionCallbacks callbacks;
   const size_t high_water_mark;
@@ -72,6 +76,41 @@ struct ConnectionSettings {
   const Duration idle_timeout;
   const uint32_t linger_ms;
   const bool tcp_no_delay;
+
+ private:
+  friend class ConnectionSettingsPtr;
+  mutable std::atomic<uint32_t> refs_{0};
+};
+
+// A counted reference to ConnectionSettings: one pointer (a shared_ptr is two), since every
+// connection holds one. Copies from any thread, like a shared_ptr's.
+class ConnectionSettingsPtr {
+ public:
+  ConnectionSettingsPtr() = default;
+  explicit ConnectionSettingsPtr(const ConnectionSettings* s) : p_(s) { acquire(); }
+  ConnectionSettingsPtr(const ConnectionSettingsPtr& o) : p_(o.p_) { acquire(); }
+  ConnectionSettingsPtr(ConnectionSettingsPtr&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  ConnectionSettingsPtr& operator=(ConnectionSettingsPtr o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~ConnectionSettingsPtr() {
+    if (p_ && p_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete p_;
+  }
+  static ConnectionSettingsPtr make(ConnectionCallbacks cbs, const ConnectionOptions& options) {
+    return ConnectionSettingsPtr(new ConnectionSettings(std::move(cbs), options));
+  }
+
+  const ConnectionSettings* get() const { return p_; }
+  const ConnectionSettings* operator->() const { return p_; }
+  const ConnectionSettings& operator*() const { return *p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+
+ private:
+  void acquire() {
+    if (p_) p_->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const ConnectionSettings* p_ = nullptr;
 };
 
 // Why a connection closed, as far as it knows: the server (or the handler) closed it; the peer
@@ -130,7 +169,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop
   // next. `settings` is shared by the connections of one server or client.
   TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
-                std::shared_ptr<const ConnectionSettings> settings);
+                ConnectionSettingsPtr settings);
   ~TcpConnection();
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
@@ -301,7 +340,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool lingering_ : 1 = false;          // closing: discarding the peer's bytes until its EOF
   bool idle_timed_ : 1 = false;         // has an idle timeout: extras_ holds last_active
   uint8_t close_reason_ : 2 = 0;        // a CloseReason
-  std::shared_ptr<const ConnectionSettings> settings_;
+  ConnectionSettingsPtr settings_;
   // This connection, while it is established (see Lifetime above).
   TcpConnectionPtr self_;
   ConnectionOwner* owner_ = nullptr;
