@@ -656,8 +656,13 @@ void TcpConnection::send(std::string_view data) {
 void TcpConnection::send(Buffer* buf) {
   // The thread-local check is two instructions; assertInLoopThread() confirms and reports.
   if (__builtin_expect(detail::t_current_loop != getLoop(), 0)) getLoop()->assertInLoopThread();
-  sendInLoop(buf->peek(), buf->readableBytes());
+  // Emptied first: its storage (and so `data`) stays as it is, and the buffer is looked at once.
+  // sendInLoop() reads `data` only before anything it calls could touch `buf` (a callback, a
+  // close that frees an input buffer).
+  const char* data = buf->peek();
+  const size_t len = buf->readableBytes();
   buf->retrieveAll();
+  sendInLoop(data, len);
 }
 
 void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
