@@ -228,12 +228,16 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
       // `in` stays valid through the call, even if the handler closes the connection: a close
       // during an event leaves input_'s memory alone until the event is over.
       handler_->onMessage(self, in);
-      if (in == &shared && !shared.empty()) {
-        // Keep the unconsumed tail with this connection, unless it has closed meanwhile.
-        if (state_.load(std::memory_order_relaxed) != kDisconnected) {
-          input_.append(shared.peek(), shared.readableBytes());
+      if (in == &shared) {
+        if (!shared.empty()) {
+          // Keep the unconsumed tail with this connection, unless it has closed meanwhile.
+          if (state_.load(std::memory_order_relaxed) != kDisconnected) {
+            input_.append(shared.peek(), shared.readableBytes());
+          }
+          shared.retrieveAll();
         }
-        shared.retrieveAll();
+      } else {
+        input_.releaseIfEmpty();  // the handler took the rest: an idle connection holds no input
       }
       // Edge-triggered: a read that filled the room offered may have left bytes behind, so read
       // again (until EAGAIN), in the next turn. A short read drained the socket: bytes arriving
