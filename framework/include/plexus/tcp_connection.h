@@ -319,7 +319,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   }
 
   // The order packs the flags into the padding after peer_ (sizeof is checked in
-  // tests/net/tcp_connection_size_test.cc): an idle connection's bytes are mostly this object.
+  // tests/net/tcp_connection_test.cc): an idle connection's bytes are mostly this object.
   const uint64_t id_;
   Channel channel_;
   Buffer input_;
@@ -327,6 +327,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   std::unique_ptr<Extras> extras_;  // null until a file or a timer needs it
   const InetAddress peer_;
   std::atomic<State> state_{kConnecting};
+  // Loop thread only. The bit-fields share bytes; state_, which any thread reads, is apart.
   bool in_event_ = false;               // handleEvent() is on the stack (a byte: set per event)
   bool reading_ : 1 = true;             // wanted by the user (startReading/stopReading)
   bool backpressured_ : 1 = false;      // paused by the high-water mark
