@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <utility>
 
 #include "buffer_read.h"
@@ -13,29 +14,34 @@
 
 namespace plexus {
 
-Buffer::Buffer(Buffer&& other) noexcept
-    : data_(std::move(other.data_)),
-      capacity_(std::exchange(other.capacity_, 0)),
-      reader_(std::exchange(other.reader_, kCheapPrepend)),
-      writer_(std::exchange(other.writer_, kCheapPrepend)) {}
+Buffer::Rep* Buffer::allocate(size_t capacity) {
+  // No value-initialisation of the bytes: only the bytes we copy or write are ever read.
+  void* mem = ::operator new(sizeof(Rep) + capacity);
+  return new (mem) Rep{capacity, kCheapPrepend, kCheapPrepend};
+}
+
+void Buffer::deallocate(Rep* rep) {
+  if (rep != nullptr) ::operator delete(static_cast<void*>(rep));
+}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
-  Buffer tmp(std::move(other));
-  swap(tmp);
+  if (this != &other) {
+    deallocate(rep_);
+    rep_ = other.rep_;
+    other.rep_ = nullptr;
+  }
   return *this;
 }
 
-void Buffer::swap(Buffer& other) noexcept {
-  std::swap(data_, other.data_);
-  std::swap(capacity_, other.capacity_);
-  std::swap(reader_, other.reader_);
-  std::swap(writer_, other.writer_);
+void Buffer::release() {
+  deallocate(rep_);
+  rep_ = nullptr;
 }
 
 void Buffer::retrieve(size_t n) {
   assert(n <= readableBytes());
   if (n < readableBytes()) {
-    reader_ += n;
+    rep_->reader += n;
   } else {
     retrieveAll();
   }
@@ -52,47 +58,34 @@ void Buffer::append(const void* data, size_t n) {
   if (n == 0) return;
   ensureWritable(n);
   std::memcpy(beginWrite(), data, n);
-  writer_ += n;
+  rep_->writer += n;
 }
 
 void Buffer::prepend(const void* data, size_t n) {
   assert(n <= prependableBytes());
-  if (!data_) makeSpace(0);  // the prepend space exists once storage does
-  reader_ -= n;
-  std::memcpy(data_.get() + reader_, data, n);
-}
-
-void Buffer::ensureWritable(size_t n) {
-  if (writableBytes() < n) makeSpace(n);
+  if (!rep_) makeSpace(0);  // the prepend space exists once storage does
+  rep_->reader -= n;
+  std::memcpy(rep_->bytes() + rep_->reader, data, n);
 }
 
 void Buffer::makeSpace(size_t n) {
   const size_t readable = readableBytes();
-  if (data_ && writableBytes() + prependableBytes() >= n + kCheapPrepend) {
+  if (rep_ && writableBytes() + prependableBytes() >= n + kCheapPrepend) {
     // Enough room in total: slide the readable bytes to the front instead of growing.
-    std::memmove(data_.get() + kCheapPrepend, data_.get() + reader_, readable);
-    reader_ = kCheapPrepend;
-    writer_ = reader_ + readable;
+    char* bytes = rep_->bytes();
+    std::memmove(bytes + kCheapPrepend, bytes + rep_->reader, readable);
+    rep_->reader = kCheapPrepend;
+    rep_->writer = kCheapPrepend + readable;
     return;
   }
-  size_t want = kCheapPrepend + readable + n;
-  size_t cap = std::max(kInitialSize, capacity_);
+  const size_t want = kCheapPrepend + readable + n;
+  size_t cap = std::max(kInitialSize, capacity());
   while (cap < want) cap *= 2;
-  // No value-initialisation: only the bytes we copy or write are ever read.
-  std::unique_ptr<char[]> fresh(new char[cap]);
-  if (readable) std::memcpy(fresh.get() + kCheapPrepend, data_.get() + reader_, readable);
-  data_ = std::move(fresh);
-  capacity_ = cap;
-  reader_ = kCheapPrepend;
-  writer_ = reader_ + readable;
-}
-
-void Buffer::releaseIfEmpty(size_t keep) {
-  if (empty() && capacity_ > keep) {
-    data_.reset();
-    capacity_ = 0;
-    reader_ = writer_ = kCheapPrepend;
-  }
+  Rep* fresh = allocate(cap);
+  if (readable) std::memcpy(fresh->bytes() + kCheapPrepend, peek(), readable);
+  fresh->writer = kCheapPrepend + readable;
+  deallocate(rep_);
+  rep_ = fresh;
 }
 
 void Buffer::shrink(size_t reserve) {
@@ -101,14 +94,13 @@ void Buffer::shrink(size_t reserve) {
     releaseIfEmpty();
     return;
   }
-  size_t cap = kCheapPrepend + readable + reserve;
-  if (cap >= capacity_) return;
-  std::unique_ptr<char[]> fresh(new char[cap]);
-  if (readable) std::memcpy(fresh.get() + kCheapPrepend, peek(), readable);
-  data_ = std::move(fresh);
-  capacity_ = cap;
-  reader_ = kCheapPrepend;
-  writer_ = reader_ + readable;
+  const size_t cap = kCheapPrepend + readable + reserve;
+  if (cap >= capacity()) return;
+  Rep* fresh = allocate(cap);
+  if (readable) std::memcpy(fresh->bytes() + kCheapPrepend, peek(), readable);
+  fresh->writer = kCheapPrepend + readable;
+  deallocate(rep_);
+  rep_ = fresh;
 }
 
 ssize_t Buffer::readFd(int fd, int* saved_errno) {
@@ -137,9 +129,9 @@ __attribute__((noinline)) ssize_t Buffer::readFdWithSpill(int fd, int* saved_err
   if (n < 0) {
     *saved_errno = errno;
   } else if (static_cast<size_t>(n) <= writable) {
-    writer_ += static_cast<size_t>(n);
+    if (n > 0) hasWritten(static_cast<size_t>(n));
   } else {
-    writer_ += writable;
+    if (writable > 0) hasWritten(writable);
     append(extra, static_cast<size_t>(n) - writable);
   }
   return n;

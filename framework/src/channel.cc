@@ -8,32 +8,27 @@
 namespace plexus {
 
 Channel::Channel(EventLoop* loop, int fd, EventHandler* handler)
-    : loop_(loop), fd_(fd), handler_(handler) {}
+    : loop_(loop), handler_(handler), fd_(fd) {}
 
 Channel::~Channel() {
-  if (registered_) LOG_FATAL("channel for fd %d destroyed while still registered", fd_);
+  if (registered()) LOG_FATAL("channel for fd %d destroyed while still registered", fd_);
 }
 
 absl::Status Channel::setInterest(uint32_t interest) {
   absl::Status s = loop_->updateChannel(this, interest);
-  if (s.ok()) {
-    interest_ = interest;
-    registered_ = true;
-  }
+  if (s.ok()) interest_ = interest | kRegistered;
   return s;
 }
 
 void Channel::remove() {
-  if (!registered_) return;
+  if (!registered()) return;
   loop_->removeChannel(this);
-  registered_ = false;
   interest_ = 0;
 }
 
 void Channel::removeBeforeClose() {
-  if (!registered_) return;
+  if (!registered()) return;
   loop_->removeChannelBeforeClose(this);
-  registered_ = false;
   interest_ = 0;
 }
 

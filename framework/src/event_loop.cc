@@ -41,15 +41,14 @@ EventLoop::EventLoop(std::unique_ptr<Engine> engine)
     : thread_id_(std::this_thread::get_id()),
       engine_(std::move(engine)),
       edge_triggered_(engine_->edgeTriggered()),
-      completes_io_(engine_->completesIo()),
-      read_buffer_(std::make_unique<Buffer>()) {
+      completes_io_(engine_->completesIo()) {
   if (detail::t_current_loop != nullptr) {
     LOG_FATAL("another EventLoop already runs in thread %s: one loop per thread",
               threadIdString(thread_id_));
   }
   detail::t_current_loop = this;
   // Sized once for the loop's life: reads into it are a single read(2) (see Buffer::readFd).
-  read_buffer_->ensureWritable(Buffer::kReadChunk);
+  read_buffer_.ensureWritable(Buffer::kReadChunk);
   wakeup_ = std::make_unique<detail::Wakeup>(this);
   timers_ = std::make_unique<detail::TimerQueue>(this);
 }
@@ -71,53 +70,90 @@ void EventLoop::abortNotInLoopThread() const {
             threadIdString(std::this_thread::get_id()));
 }
 
+// Inlined into run()'s common iteration.
+__attribute__((always_inline)) inline void EventLoop::waitAndDispatch(Engine::ReadyFn fn,
+                                                                      int* failures,
+                                                                      absl::Status* gave_up) {
+  handling_events_ = true;
+  // The engine calls `fn` for each ready channel, re-arms oneshot fds, and skips the later events
+  // of a channel removed during the batch (it may already be destroyed).
+  absl::StatusOr<int> n = engine_->dispatch(kMaxWaitMs, fn, this);
+  handling_events_ = false;
+  counters_.wait_calls.add();
+  if (__builtin_expect(n.ok(), 1)) {
+    *failures = 0;
+    counters_.events.add(static_cast<uint64_t>(*n));
+    return;
+  }
+  waitFailed(n.status(), failures, gave_up);
+}
+
+void EventLoop::waitFailed(const absl::Status& why, int* failures, absl::Status* gave_up) {
+  counters_.wait_failures.add();
+  if (++*failures < kMaxWaitFailures) {
+    // Not at once again: a wait that fails returns at once, and the loop would spin.
+    const auto pause = std::chrono::milliseconds(1 << (*failures - 1));
+    LOG_ERROR("%s wait failed: %s; retrying in %d ms", engineDescription(), why.message(),
+              static_cast<int>(pause.count()));
+    std::this_thread::sleep_for(pause);
+    return;
+  }
+  *gave_up = absl::Status(why.code(), absl::StrFormat("%s wait failed %d times in a row: %s",
+                                                      engineDescription(), *failures,
+                                                      why.message()));
+  LOG_ERROR("%s; this loop stops serving I/O", gave_up->message());
+  failed_.store(true, std::memory_order_release);
+  control_.fetch_or(kGaveUpBit, std::memory_order_relaxed);
+  if (failure_callback_) failure_callback_(*gave_up);
+}
+
 absl::Status EventLoop::run() {
   assertInLoopThread();
-  quit_.store(false, std::memory_order_relaxed);
+  control_.fetch_and(static_cast<uint8_t>(~kQuitBit), std::memory_order_relaxed);
   int failures = 0;  // waits failed in a row
   absl::Status gave_up;
-  while (!quit_.load(std::memory_order_acquire)) {
-    const bool timing = time_handlers_.load(std::memory_order_relaxed);
-    if (gave_up.ok()) {
-      handling_events_ = true;
-      // The engine calls handleReady() for each ready channel, re-arms oneshot fds, and skips the
-      // later events of a channel removed during the batch (it may already be destroyed).
-      absl::StatusOr<int> n = engine_->dispatch(
-          kMaxWaitMs, timing ? &EventLoop::handleReadyTimed : &EventLoop::handleReady, this);
-      handling_events_ = false;
-      counters_.wait_calls.add();
-      if (n.ok()) {
-        failures = 0;
-        counters_.events.add(static_cast<uint64_t>(*n));
-      } else {
-        counters_.wait_failures.add();
-        if (++failures < kMaxWaitFailures) {
-          // Not at once again: a wait that fails returns at once, and the loop would spin.
-          const auto pause = std::chrono::milliseconds(1 << (failures - 1));
-          LOG_ERROR("%s wait failed: %s; retrying in %d ms", engineDescription(),
-                    n.status().message(), static_cast<int>(pause.count()));
-          std::this_thread::sleep_for(pause);
-        } else {
-          gave_up = absl::Status(n.status().code(),
-                                 absl::StrFormat("%s wait failed %d times in a row: %s",
-                                                 engineDescription(), failures,
-                                                 n.status().message()));
-          LOG_ERROR("%s; this loop stops serving I/O", gave_up.message());
-          failed_.store(true, std::memory_order_release);
-          if (failure_callback_) failure_callback_(gave_up);
-        }
-      }
+  for (;;) {
+    const uint8_t control = control_.load(std::memory_order_acquire);
+    if (__builtin_expect(control == 0, 1)) {
+      // The common iteration: one word tested, the untimed handler passed as a constant.
+      waitAndDispatch(&EventLoop::handleReady, &failures, &gave_up);
+      flushIoCounts();  // a queued functor that reads the counters sees this batch's
+      if (has_pending_.load(std::memory_order_acquire)) runPendingFunctors();
     } else {
-      awaitFunctors();
+      if (control & kQuitBit) break;
+      slowIteration(control, &failures, &gave_up);
     }
-    runPendingFunctors();
-    if (timing && batch_start_ != Clock::time_point{}) {
-      counters_.handler_ns.add(static_cast<uint64_t>((Clock::now() - batch_start_).count()));
-      batch_start_ = Clock::time_point{};
-    }
+    flushIoCounts();
     iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  flushIoCounts();
   return gave_up;
+}
+
+void EventLoop::slowIteration(uint8_t control, int* failures, absl::Status* gave_up) {
+  const bool timing = (control & kTimingBit) != 0;
+  if (control & kGaveUpBit) {
+    awaitFunctors();
+  } else {
+    waitAndDispatch(timing ? &EventLoop::handleReadyTimed : &EventLoop::handleReady, failures,
+                    gave_up);
+    flushIoCounts();
+  }
+  runPendingFunctors();
+  if (timing && batch_start_ != Clock::time_point{}) {
+    counters_.handler_ns.add(static_cast<uint64_t>((Clock::now() - batch_start_).count()));
+    batch_start_ = Clock::time_point{};
+  }
+}
+
+// Received before sent: a scrape reads sent first, so it never shows an echo server sending more
+// than it received.
+void EventLoop::foldIoCounts() {
+  counters_.read_calls.add(tally_.reads);
+  counters_.write_calls.add(tally_.writes);
+  counters_.bytes_received.add(tally_.bytes_received);
+  counters_.bytes_sent.add(tally_.bytes_sent);
+  tally_ = IoTally{};
 }
 
 void EventLoop::awaitFunctors() {
@@ -139,13 +175,13 @@ void EventLoop::handleReadyTimed(void* ctx, int fd, uint32_t events, void* loop)
 
 void EventLoop::quit() {
   if (isInLoopThread()) {
-    quit_.store(true, std::memory_order_release);
+    control_.fetch_or(kQuitBit, std::memory_order_release);
     return;
   }
-  // Under the lock the destructor takes too: once run() has seen quit_ and returned, the owner may
+  // Under the lock the destructor takes too: once run() has seen the quit bit and returned, the owner may
   // destroy the loop, and must not do so while this thread is still inside wakeup().
   absl::MutexLock lock(&mutex_);
-  quit_.store(true, std::memory_order_release);
+  control_.fetch_or(kQuitBit, std::memory_order_release);
   wakeup();
 }
 

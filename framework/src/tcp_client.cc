@@ -67,11 +67,11 @@ TcpClient::~TcpClient() {
 // checks the token first, on that same thread.
 void TcpClient::connect() {
   // The callbacks were set on this thread before connect(); the loop thread takes the snapshot,
-  // so the one field it reads (shared_callbacks_) is only ever written there.
-  auto callbacks = std::make_shared<const ConnectionCallbacks>(callbacks_);
-  loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_), callbacks] {
+  // so the one field it reads (shared_settings_) is only ever written there.
+  ConnectionSettingsPtr settings = ConnectionSettingsPtr::make(callbacks_, options_.connection);
+  loop_->runInLoop([this, alive = std::weak_ptr<const bool>(alive_), settings] {
     if (alive.expired()) return;
-    shared_callbacks_ = callbacks;
+    shared_settings_ = settings;
     connect_wanted_ = true;
     if (connection() == nullptr) connector_->start();  // else connected already
   });
@@ -101,8 +101,7 @@ TcpConnectionPtr TcpClient::connection() const {
 void TcpClient::newConnection(int sockfd) {
   loop_->assertInLoopThread();
   auto conn = std::make_shared<TcpConnection>(loop_, next_id_++, sockfd,
-                                              detail::peerAddressOf(sockfd), shared_callbacks_,
-                                              options_.connection);
+                                              detail::peerAddressOf(sockfd), shared_settings_);
   conn->setOwner(this);
   {
     absl::MutexLock lock(&mutex_);

@@ -38,14 +38,14 @@ constexpr size_t kWriteBytesPerTurn = Buffer::kReadChunk;
 class TcpConnection::CallbacksHandler final : public ConnectionHandler {
  public:
   void onMessage(const TcpConnectionPtr& conn, Buffer* input) override {
-    if (const MessageCallback& cb = conn->callbacks_->message) {
+    if (const MessageCallback& cb = conn->settings_->callbacks.message) {
       cb(conn, input);
     } else {
       input->retrieveAll();
     }
   }
   void onWriteComplete(const TcpConnectionPtr& conn) override {
-    if (const WriteCompleteCallback& cb = conn->callbacks_->write_complete) cb(conn);
+    if (const WriteCompleteCallback& cb = conn->settings_->callbacks.write_complete) cb(conn);
   }
 };
 
@@ -70,21 +70,24 @@ void TcpConnection::HandlerDeleter::operator()(ConnectionHandler* h) const {
   if (h != &callbacks_handler_) delete h;
 }
 
+ConnectionSettings::ConnectionSettings(ConnectionCallbacks cbs, const ConnectionOptions& options)
+    : callbacks(std::move(cbs)),
+      high_water_mark(options.high_water_mark),
+      low_water_mark(options.low_water_mark ? options.low_water_mark
+                                            : options.high_water_mark / 2),
+      idle_timeout(options.idle_timeout),
+      linger_ms(static_cast<uint32_t>(std::max<int64_t>(0, options.linger_timeout.count()))),
+      tcp_no_delay(options.tcp_no_delay) {}
+
 TcpConnection::TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
-                             std::shared_ptr<const ConnectionCallbacks> callbacks,
-                             const ConnectionOptions& options)
+                             ConnectionSettingsPtr settings)
     : id_(id),
       channel_(loop, sockfd, this),
       peer_(peer),
-      callbacks_(std::move(callbacks)),
-      handler_(&callbacks_handler_),
-      high_water_mark_(options.high_water_mark),
-      low_water_mark_(options.low_water_mark ? options.low_water_mark
-                                             : options.high_water_mark / 2),
-      idle_timeout_(options.idle_timeout),
-      linger_ms_(static_cast<uint32_t>(std::max<int64_t>(0, options.linger_timeout.count()))) {
-  // Here rather than in connectEstablished(): one option fewer to keep per connection.
-  if (options.tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
+      settings_(std::move(settings)),
+      handler_(&callbacks_handler_) {
+  // Here rather than in connectEstablished(): the socket is set up once, before any traffic.
+  if (settings_->tcp_no_delay) detail::setTcpNoDelay(sockfd, true);
 }
 
 TcpConnection::~TcpConnection() {
@@ -92,20 +95,33 @@ TcpConnection::~TcpConnection() {
   closeFiles();
 }
 
+TcpConnection::Extras& TcpConnection::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+void TcpConnection::cancelTimer() {
+  if (!extras_ || !extras_->timer.valid()) return;
+  getLoop()->cancel(extras_->timer);
+  extras_->timer = TimerId{};
+}
+
 void TcpConnection::closeFiles() {
-  if (!files_) return;
-  for (const FileQueue::Range& r : files_->ranges) detail::closeFd(r.fd);
-  files_.reset();
+  FileQueue* files = this->files();
+  if (files == nullptr) return;
+  for (const FileQueue::Range& r : files->ranges) detail::closeFd(r.fd);
+  extras_->files.reset();
 }
 
 size_t TcpConnection::bufferedBytes() const {
-  return in_flight_ + output_.readableBytes() + (files_ ? files_->after_bytes : 0);
+  const FileQueue* files = this->files();
+  return inFlight() + output_.readableBytes() + (files ? files->after_bytes : 0);
 }
 
 size_t TcpConnection::pendingOutputBytes() const {
-  size_t total = in_flight_ + output_.readableBytes();
-  if (files_) {
-    for (const FileQueue::Range& r : files_->ranges) {
+  size_t total = inFlight() + output_.readableBytes();
+  if (const FileQueue* files = this->files()) {
+    for (const FileQueue::Range& r : files->ranges) {
       total += static_cast<size_t>(r.length) + r.after.readableBytes();
     }
   }
@@ -142,11 +158,12 @@ absl::Status TcpConnection::connectEstablished() {
   }
   state_.store(kConnected, std::memory_order_release);
   self_ = shared_from_this();
-  if (idle_timeout_.count() > 0) {
-    last_active_ = Clock::now();
-    armIdleTimer(idle_timeout_);
+  if (settings_->idle_timeout.count() > 0) {
+    idle_timed_ = true;
+    extras().last_active = Clock::now();
+    armIdleTimer(settings_->idle_timeout);
   }
-  if (callbacks_->connection) callbacks_->connection(self_);
+  if (settings_->callbacks.connection) settings_->callbacks.connection(self_);
   return absl::OkStatus();
 }
 
@@ -155,7 +172,7 @@ void TcpConnection::connectDestroyed() {
   if (state_.load(std::memory_order_relaxed) != kDisconnected) {
     // The owner is going away with the connection still open.
     state_.store(kDisconnected, std::memory_order_release);
-    getLoop()->cancel(idle_timer_);
+    cancelTimer();
     removeAndCloseFd();
     reportClosed(shared_from_this());
   }
@@ -216,21 +233,25 @@ __attribute__((always_inline)) inline void TcpConnection::handleRead(const TcpCo
       n = static_cast<ssize_t>(r.len);
     } else {
       n = detail::readInto(*in, channel_.fd(), &saved_errno);
-      getLoop()->counters().read_calls.add();
+      getLoop()->noteReadCall();
     }
     if (n > 0) {
       bytes_received_ += static_cast<uint64_t>(n);
-      getLoop()->counters().bytes_received.add(static_cast<uint64_t>(n));
+      getLoop()->addBytesReceived(static_cast<uint64_t>(n));
       noteActivity();
       // `in` stays valid through the call, even if the handler closes the connection: a close
       // during an event leaves input_'s memory alone until the event is over.
       handler_->onMessage(self, in);
-      if (in == &shared && !shared.empty()) {
-        // Keep the unconsumed tail with this connection, unless it has closed meanwhile.
-        if (state_.load(std::memory_order_relaxed) != kDisconnected) {
-          input_.append(shared.peek(), shared.readableBytes());
+      if (in == &shared) {
+        if (!shared.empty()) {
+          // Keep the unconsumed tail with this connection, unless it has closed meanwhile.
+          if (state_.load(std::memory_order_relaxed) != kDisconnected) {
+            input_.append(shared.peek(), shared.readableBytes());
+          }
+          shared.retrieveAll();
         }
-        shared.retrieveAll();
+      } else {
+        input_.releaseIfEmpty();  // the handler took the rest: an idle connection holds no input
       }
       // Edge-triggered: a read that filled the room offered may have left bytes behind, so read
       // again (until EAGAIN), in the next turn. A short read drained the socket: bytes arriving
@@ -287,7 +308,7 @@ void TcpConnection::handleEvent(uint32_t revents) {
   } else if (__builtin_expect((revents & kEventSent) != 0, 0)) {
     handleSent(self);
   } else if ((revents & kEventHangup) && !(revents & kEventRead)) {
-    close_reason_ = CloseReason::kError;
+    close_reason_ = static_cast<uint8_t>(CloseReason::kError);
     handleClose();
   } else if (revents & kEventError) {
     handleError();
@@ -316,13 +337,13 @@ void TcpConnection::eventClosedIt() {
 
 void TcpConnection::readFailed(int err) {
   LOG_DEBUG("connection %s: read: %s", name(), std::strerror(err));
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
 void TcpConnection::writeFailed(int err) {
   LOG_DEBUG("connection %s: write: %s", name(), std::strerror(err));
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
@@ -332,7 +353,7 @@ void TcpConnection::interestFailed(const absl::Status& why) {
   LOG_WARN("connection %s: cannot change what it waits for (%s): closing it", name(),
            why.message());
   getLoop()->counters().interest_failures.add();
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
@@ -340,7 +361,7 @@ void TcpConnection::handlePeerClosed() {
   // The peer sent EOF. Everything it sent has been handed to the handler; finish sending the
   // replies (and whatever the handler still sends), then close.
   peer_closed_ = true;
-  close_reason_ = CloseReason::kPeer;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kPeer);
   if (outputEmpty() && !handler_->holdsOutput()) {
     handleClose();
     return;
@@ -350,7 +371,7 @@ void TcpConnection::handlePeerClosed() {
 
 void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
   if (!channel_.isWriting()) return;
-  if (in_flight_ > 0) {
+  if (inFlight() > 0) {
     // Bytes the engine sends go first: wait for their completion (handleSent()), which turns
     // writing back on for what is queued behind them.
     if (absl::Status s = channel_.disableWriting(); !s.ok()) interestFailed(s);
@@ -396,7 +417,7 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
     output_.releaseIfEmpty();
     handler_->onWriteComplete(self);
     afterOutputDrained();
-  } else if (backpressured_ && bufferedBytes() <= low_water_mark_) {
+  } else if (backpressured_ && bufferedBytes() <= settings_->low_water_mark) {
     backpressured_ = false;
     updateReadInterest();
     inputResumed();
@@ -404,12 +425,12 @@ void TcpConnection::handleWrite(const TcpConnectionPtr& self) {
 }
 
 ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
-  if (output_.empty() && files_) {
-    FileQueue::Range& r = files_->ranges.front();  // never empty: finished ranges are popped
+  if (output_.empty() && files()) {
+    FileQueue::Range& r = extras_->files->ranges.front();  // never empty: finished ranges are popped
     *len = static_cast<size_t>(std::min<uint64_t>(r.length, budget));
     off_t offset = static_cast<off_t>(r.offset);
     const ssize_t n = ::sendfile(channel_.fd(), r.fd, &offset, *len);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
     if (n > 0) {
       noteSent(static_cast<size_t>(n));
       r.offset += static_cast<uint64_t>(n);
@@ -421,7 +442,7 @@ ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
   *len = std::min(output_.readableBytes(), budget);
   if (*len == 0) return 0;
   const ssize_t n = detail::sys::send(channel_.fd(), output_.peek(), *len, MSG_NOSIGNAL);
-  getLoop()->counters().write_calls.add();
+  getLoop()->noteWriteCall();
   if (n > 0) {
     noteSent(static_cast<size_t>(n));
     output_.retrieve(static_cast<size_t>(n));
@@ -431,12 +452,13 @@ ssize_t TcpConnection::writeSome(size_t budget, size_t* len) {
 
 // The first file range is sent: close its file; the bytes sent after it are next.
 void TcpConnection::finishFrontFile() {
-  FileQueue::Range& r = files_->ranges.front();
+  FileQueue& files = *extras_->files;
+  FileQueue::Range& r = files.ranges.front();
   detail::closeFd(r.fd);
-  files_->after_bytes -= r.after.readableBytes();
+  files.after_bytes -= r.after.readableBytes();
   output_.swap(r.after);
-  files_->ranges.pop_front();
-  if (files_->ranges.empty()) files_.reset();
+  files.ranges.pop_front();
+  if (files.ranges.empty()) extras_->files.reset();
 }
 
 void TcpConnection::afterOutputDrained() {
@@ -471,7 +493,8 @@ bool TcpConnection::wantsToRead() const {
 // The output of a graceful close has drained. See ConnectionOptions::linger_timeout.
 void TcpConnection::finishGracefulClose() {
   int unread = 0;
-  if (linger_ms_ == 0 || write_shut_ ||
+  const uint32_t linger_ms = settings_->linger_ms;
+  if (linger_ms == 0 || write_shut_ ||
       (input_.empty() && (::ioctl(channel_.fd(), FIONREAD, &unread) != 0 || unread == 0))) {
     handleClose();
     return;
@@ -483,11 +506,11 @@ void TcpConnection::finishGracefulClose() {
     input_.retrieveAll();
     input_.releaseIfEmpty();
   }
-  getLoop()->cancel(idle_timer_);
+  cancelTimer();
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  idle_timer_ = getLoop()->runAfter(std::chrono::milliseconds(linger_ms_), [weak] {
+  extras().timer = getLoop()->runAfter(std::chrono::milliseconds(linger_ms), [weak] {
     if (auto self = weak.lock()) {
-      self->idle_timer_ = TimerId{};
+      self->extras_->timer = TimerId{};
       self->handleClose();
     }
   });
@@ -509,7 +532,7 @@ void TcpConnection::lingerEvent(uint32_t revents) {
   char scratch[16384];
   for (int i = 0; i < 16; ++i) {
     const ssize_t n = ::read(channel_.fd(), scratch, sizeof scratch);
-    getLoop()->counters().read_calls.add();
+    getLoop()->noteReadCall();
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -530,9 +553,8 @@ void TcpConnection::handleClose() {
   getLoop()->assertInLoopThread();
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
   state_.store(kDisconnected, std::memory_order_release);
-  getLoop()->cancel(idle_timer_);
+  cancelTimer();
   removeAndCloseFd();
-  in_flight_ = 0;  // the engine dropped what it had not sent
   output_.retrieveAll();
   output_.releaseIfEmpty();
   closeFiles();
@@ -550,13 +572,15 @@ void TcpConnection::handleClose() {
   } else {
     reportClosed(guard);
   }
-  // The owner drops its reference in a functor queued on this loop, after this event.
+  // The owner drops its reference in a functor queued on this loop, after this event. It may count
+  // the close in a metric: the loop's byte counters include this connection's bytes first.
+  getLoop()->flushIoCounts();
   if (owner_ != nullptr) owner_->connectionClosed(guard);
   releaseSelf();
 }
 
 void TcpConnection::reportClosed(const TcpConnectionPtr& guard) {
-  if (callbacks_->connection) callbacks_->connection(guard);
+  if (settings_->callbacks.connection) settings_->callbacks.connection(guard);
   handler_->onClose(guard);
 }
 
@@ -577,21 +601,21 @@ const char* closeReasonName(CloseReason reason) {
 void TcpConnection::handleError() {
   const int err = detail::socketError(channel_.fd());
   LOG_DEBUG("connection %s: %s", name(), err ? std::strerror(err) : "socket error");
-  close_reason_ = CloseReason::kError;
+  close_reason_ = static_cast<uint8_t>(CloseReason::kError);
   handleClose();
 }
 
 // Inline into both send()s. The common case, one send(2) that takes everything, stays here; the
 // rest is out of line, so this path needs few registers.
 inline void TcpConnection::sendInLoop(const char* data, size_t len) {
-  if (output_.empty() && !files_ && state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ &&
-      len != 0) {
+  if (output_.empty() && files() == nullptr &&
+      state_.load(std::memory_order_relaxed) == kConnected && !write_shut_ && len != 0) {
     if (getLoop()->completesIo()) {
       sendThroughEngine(data, len);
       return;
     }
     const ssize_t n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
     if (static_cast<size_t>(n) == len) {  // -1 never equals len
       noteSent(len);
       // All written at once: nothing was queued, so no write-complete follows.
@@ -608,7 +632,7 @@ inline void TcpConnection::sendInLoop(const char* data, size_t len) {
 __attribute__((noinline)) void TcpConnection::sendRest(const char* data, size_t len, ssize_t n) {
   while (n < 0 && errno == EINTR) {
     n = detail::sys::send(channel_.fd(), data, len, MSG_NOSIGNAL);
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
   }
   if (n >= 0) {
     const auto written = static_cast<size_t>(n);
@@ -629,11 +653,10 @@ __attribute__((noinline)) void TcpConnection::sendThroughEngine(const char* data
   const size_t before = bufferedBytes();
   if (absl::Status s = getLoop()->engine().send(channel_.fd(), data, len); !s.ok()) {
     LOG_WARN("connection %s: the engine cannot send: %s", name(), s.message());
-    close_reason_ = CloseReason::kError;
+    close_reason_ = static_cast<uint8_t>(CloseReason::kError);
     handleClose();
     return;
   }
-  in_flight_ += len;
   noteQueued(before, len);
 }
 
@@ -641,14 +664,12 @@ __attribute__((noinline)) void TcpConnection::sendThroughEngine(const char* data
 void TcpConnection::handleSent(const TcpConnectionPtr& self) {
   const Engine::IoResult& r = getLoop()->engine().sent();
   if (r.err != 0) {
-    in_flight_ = 0;
     writeFailed(r.err);
     return;
   }
-  in_flight_ -= std::min(in_flight_, r.len);
   noteSent(r.len);
-  if (in_flight_ > 0) {
-    if (backpressured_ && bufferedBytes() <= low_water_mark_) {
+  if (inFlight() > 0) {
+    if (backpressured_ && bufferedBytes() <= settings_->low_water_mark) {
       backpressured_ = false;
       updateReadInterest();
       inputResumed();
@@ -674,10 +695,10 @@ void TcpConnection::sendQueued(const char* data, size_t len) {
 
 void TcpConnection::queueOutput(const char* data, size_t len) {
   const size_t before = bufferedBytes();
-  if (files_) {
+  if (FileQueue* files = this->files()) {
     // Behind the last queued file range.
-    files_->ranges.back().after.append(data, len);
-    files_->after_bytes += len;
+    files->ranges.back().after.append(data, len);
+    files->after_bytes += len;
   } else {
     output_.append(data, len);
   }
@@ -690,13 +711,14 @@ void TcpConnection::queueOutput(const char* data, size_t len) {
 
 // `len` bytes were queued behind `before`: past the high-water mark, reading pauses.
 void TcpConnection::noteQueued(size_t before, size_t len) {
-  const size_t hwm = high_water_mark_;
+  const size_t hwm = settings_->high_water_mark;
   if (hwm > 0 && before < hwm && before + len >= hwm) {
     // The peer reads slower than it sends: stop reading from it until the output drains.
     backpressured_ = true;
     updateReadInterest();
-    if (callbacks_->high_water_mark && state_.load(std::memory_order_relaxed) == kConnected) {
-      callbacks_->high_water_mark(shared_from_this(), bufferedBytes());
+    if (settings_->callbacks.high_water_mark &&
+        state_.load(std::memory_order_relaxed) == kConnected) {
+      settings_->callbacks.high_water_mark(shared_from_this(), bufferedBytes());
     }
   }
 }
@@ -714,8 +736,13 @@ void TcpConnection::send(std::string_view data) {
 void TcpConnection::send(Buffer* buf) {
   // The thread-local check is two instructions; assertInLoopThread() confirms and reports.
   if (__builtin_expect(detail::t_current_loop != getLoop(), 0)) getLoop()->assertInLoopThread();
-  sendInLoop(buf->peek(), buf->readableBytes());
+  // Emptied first: its storage (and so `data`) stays as it is, and the buffer is looked at once.
+  // sendInLoop() reads `data` only before anything it calls could touch `buf` (a callback, a
+  // close that frees an input buffer).
+  const char* data = buf->peek();
+  const size_t len = buf->readableBytes();
   buf->retrieveAll();
+  sendInLoop(data, len);
 }
 
 void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
@@ -743,7 +770,7 @@ void TcpConnection::sendSlices(const std::string_view* slices, size_t count) {
   ssize_t n;
   do {
     n = ::writev(channel_.fd(), iov, static_cast<int>(direct));
-    getLoop()->counters().write_calls.add();
+    getLoop()->noteWriteCall();
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -781,7 +808,7 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
     ssize_t n;
     do {
       n = ::sendfile(channel_.fd(), fd, &off, static_cast<size_t>(std::min<uint64_t>(length, kWriteBytesPerTurn)));
-      getLoop()->counters().write_calls.add();
+      getLoop()->noteWriteCall();
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       detail::closeFd(fd);
@@ -804,8 +831,9 @@ void TcpConnection::sendFile(int fd, uint64_t offset, uint64_t length) {
       }
     }
   }
-  if (!files_) files_ = std::make_unique<FileQueue>();
-  files_->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
+  Extras& e = extras();
+  if (!e.files) e.files = std::make_unique<FileQueue>();
+  e.files->ranges.push_back(FileQueue::Range{fd, offset, length, Buffer()});
   if (absl::Status s = channel_.enableWriting(); !s.ok()) interestFailed(s);
 }
 
@@ -887,22 +915,23 @@ void TcpConnection::stopReading() {
 
 void TcpConnection::armIdleTimer(Duration delay) {
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  idle_timer_ = getLoop()->runAfter(delay, [weak] {
+  extras().timer = getLoop()->runAfter(delay, [weak] {
     if (auto self = weak.lock()) self->onIdleTimer();
   });
 }
 
 void TcpConnection::onIdleTimer() {
-  idle_timer_ = TimerId{};
+  extras_->timer = TimerId{};
   if (state_.load(std::memory_order_relaxed) == kDisconnected) return;
-  const Duration idle = Clock::now() - last_active_;
-  if (idle >= idle_timeout_) {
+  const Duration idle = Clock::now() - extras_->last_active;
+  const Duration timeout = settings_->idle_timeout;
+  if (idle >= timeout) {
     LOG_INFO("connection %s idle for %.1f s: closing", name(),
              std::chrono::duration<double>(idle).count());
-    close_reason_ = CloseReason::kIdle;
+    close_reason_ = static_cast<uint8_t>(CloseReason::kIdle);
     handleClose();
   } else {
-    armIdleTimer(idle_timeout_ - idle);
+    armIdleTimer(timeout - idle);
   }
 }
 

@@ -1,6 +1,6 @@
 #include "plexus/tcp_server.h"
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/notification.h"
 #include "acceptor.h"
 #include "loop_metrics.h"
@@ -25,7 +25,10 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   }
   TcpServer* const server;
   EventLoop* const loop;
-  absl::flat_hash_map<uint64_t, TcpConnectionPtr> connections;
+  // The established connections of this loop, by address: 8 bytes a slot. No reference of its own:
+  // an established connection holds one to itself until it has closed, and removeConnection()
+  // takes it out (in the close, before that reference goes) and queues the last call with one.
+  absl::flat_hash_set<TcpConnection*> connections;
   // Connections the engine refused (select past FD_SETSIZE, say): the first is logged, the rest
   // counted and summed up once a connection is taken again.
   uint64_t refused_in_burst = 0;
@@ -46,7 +49,7 @@ struct TcpServer::LoopConnections final : ConnectionOwner {
   std::vector<TcpConnectionPtr> snapshot() const {
     std::vector<TcpConnectionPtr> out;
     out.reserve(connections.size());
-    for (const auto& [id, conn] : connections) out.push_back(conn);
+    for (TcpConnection* conn : connections) out.push_back(conn->shared_from_this());
     return out;
   }
 };
@@ -98,7 +101,7 @@ absl::Status TcpServer::start() {
   base_loop_->assertInLoopThread();
   if (started_) return absl::OkStatus();
   if (options_.threads < 0) return absl::InvalidArgumentError("threads must be 0 or more");
-  shared_callbacks_ = std::make_shared<const ConnectionCallbacks>(callbacks_);
+  publishSettings();
   // An inherited listening socket (listen_fd) is one socket: the main loop accepts on it.
   const bool per_loop_listeners =
       options_.accept_mode == AcceptMode::kReusePort && options_.listen_fd < 0;
@@ -275,9 +278,14 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
   num_connections_.fetch_add(1, std::memory_order_relaxed);
 
   auto conn = std::make_shared<TcpConnection>(io_loop, next_id_++, sockfd, peer,
-                                              shared_callbacks_, options_.connection);
+                                              currentSettings());
   conn->setOwner(lc);
   io_loop->runInLoop([this, lc, conn] { establishOnLoop(lc, conn); });
+}
+
+void TcpServer::publishSettings() {
+  published_.push_back(ConnectionSettingsPtr::make(callbacks_, options_.connection));
+  settings_.store(published_.back().get(), std::memory_order_release);
 }
 
 // Even while stopping: a connection accepted before the stop (its listener closed first) is one a
@@ -286,7 +294,7 @@ void TcpServer::newConnection(int sockfd, const InetAddress& peer) {
 void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
   // In the map before the connection callback runs: that callback may close it at once.
-  lc->connections.emplace(conn->id(), conn);
+  lc->connections.insert(conn.get());
   // Counted before the connection callback runs, which may close it at once.
   if (lc->series) {
     lc->series->accepted->add();
@@ -298,7 +306,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
       LOG_ERROR("connection from %s refused: %s (further refusals are counted, not logged)",
                 conn->peerAddress().toIpPort(), s.message());
     }
-    lc->connections.erase(conn->id());
+    lc->connections.erase(conn.get());
     if (lc->series) {  // accepted = open + closed holds still
       lc->series->open->sub();
       lc->series->closed[static_cast<size_t>(CloseReason::kError)]->add();
@@ -315,7 +323,7 @@ void TcpServer::establishOnLoop(LoopConnections* lc, const TcpConnectionPtr& con
 
 void TcpServer::removeConnection(LoopConnections* lc, const TcpConnectionPtr& conn) {
   lc->loop->assertInLoopThread();
-  if (lc->connections.erase(conn->id()) == 0) return;
+  if (lc->connections.erase(conn.get()) == 0) return;
   if (lc->series) {
     lc->series->open->sub();
     lc->series->closed[static_cast<size_t>(conn->closeReason())]->add();
@@ -563,7 +571,8 @@ void TcpServer::acceptOnLoop(LoopConnections* lc, int sockfd, const InetAddress&
   pool_->addLoad(lc->loop, 1);
   auto conn = std::make_shared<TcpConnection>(lc->loop,
                                               next_loop_id_.fetch_add(1, std::memory_order_relaxed),
-                                              sockfd, peer, shared_callbacks_, options_.connection);
+                                              sockfd, peer,
+                                              currentSettings());
   conn->setOwner(lc);
   establishOnLoop(lc, conn);
 }

@@ -1,6 +1,6 @@
 // TcpConnection over real loopback sockets: the input a message callback holds while it closes the
-// connection, what send() does once closing began, and what a connection does when its engine
-// cannot change what it waits for.
+// connection, what send() does once closing began, what a connection does when its engine
+// cannot change what it waits for, and that its buffers hold storage only while they hold bytes.
 
 #include "plexus/tcp_connection.h"
 
@@ -176,6 +176,81 @@ TEST(TcpConnectionTest, SendWhileFlushingAfterPeerEofIsWritten) {
   ASSERT_EQ(got.size(), big.size() + 3);
   EXPECT_TRUE(got.compare(0, big.size(), big) == 0);
   EXPECT_EQ(got.substr(big.size()), "END");
+  ::close(fd);
+}
+
+// What an idle connection costs is mostly its objects (bench/run --counts measures the bytes):
+// an unused Buffer is one pointer, a Channel three words. With make_shared's 16-byte control
+// block and malloc's 8-byte header, 168 bytes is the most a TcpConnection may take and still fit
+// glibc's 192-byte chunks.
+static_assert(sizeof(Buffer) == sizeof(void*));
+static_assert(sizeof(void*) != 8 || sizeof(Channel) == 24);
+static_assert(sizeof(void*) != 8 || sizeof(TcpConnection) <= 168);
+
+// Buffers hold storage only while they hold bytes: a partial request is kept (and its storage),
+// then freed once the handler took it all; queued output is freed once it has drained.
+TEST(TcpConnectionTest, BuffersHoldStorageOnlyWhileTheyHoldBytes) {
+  const std::string big(8 << 20, 'z');  // more than the socket takes at once: it queues
+  TcpConnectionPtr conn;  // base loop only
+  std::atomic<int> messages{0};
+  ServerHarness h(loopbackOptions(0), [&](TcpServer& server) {
+    server.setConnectionCallback([&](const TcpConnectionPtr& c) {
+      if (c->connected()) conn = c;
+    });
+    // Lines: each complete line is echoed, "big" answered with `big`; a partial line waits.
+    server.setMessageCallback([&](const TcpConnectionPtr& c, Buffer* input) {
+      const std::string_view v = input->view();
+      const size_t end = v.rfind('\n');
+      if (end != std::string_view::npos) {
+        const std::string lines(v.substr(0, end + 1));
+        input->retrieve(end + 1);
+        c->send(lines == "big\n" ? big : lines);
+      }
+      ++messages;
+    });
+  });
+  ASSERT_TRUE(h.status().ok()) << h.status();
+  int fd = connectBlocking(h.address());
+  ASSERT_GE(fd, 0);
+  struct Sizes {
+    size_t input_bytes, input_capacity, output_bytes, output_capacity;
+  };
+  auto sizes = [&] {
+    Sizes s{};
+    h.runSync([&] {
+      ASSERT_NE(conn, nullptr);
+      s = {conn->inputBuffer()->readableBytes(), conn->inputBuffer()->capacity(),
+           conn->pendingOutputBytes(), conn->outputBuffer()->capacity()};
+    });
+    return s;
+  };
+
+  ASSERT_TRUE(writeAll(fd, "abc"));
+  ASSERT_TRUE(waitUntil([&] { return messages.load() == 1; }));
+  Sizes s = sizes();
+  EXPECT_EQ(s.input_bytes, 3u);
+  EXPECT_GT(s.input_capacity, 0u);
+  EXPECT_EQ(s.output_capacity, 0u);
+
+  ASSERT_TRUE(writeAll(fd, "\n"));
+  EXPECT_EQ(readExactly(fd, 4), "abc\n");
+  ASSERT_TRUE(waitUntil([&] { return messages.load() == 2; }));
+  s = sizes();
+  EXPECT_EQ(s.input_bytes, 0u);
+  EXPECT_EQ(s.input_capacity, 0u) << "the input buffer kept its storage once emptied";
+  EXPECT_EQ(s.output_capacity, 0u);
+
+  ASSERT_TRUE(writeAll(fd, "big\n"));
+  ASSERT_TRUE(waitUntil([&] { return messages.load() == 3; }));
+  s = sizes();
+  EXPECT_GT(s.output_bytes, 0u);
+  EXPECT_GT(s.output_capacity, 0u);
+  EXPECT_EQ(readExactly(fd, big.size()), big);
+  ASSERT_TRUE(waitUntil([&] { return sizes().output_bytes == 0; }));
+  s = sizes();
+  EXPECT_EQ(s.output_capacity, 0u) << "the output buffer kept its storage once drained";
+  EXPECT_EQ(s.input_capacity, 0u);
+  h.runSync([&] { conn.reset(); });
   ::close(fd);
 }
 

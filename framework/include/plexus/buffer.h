@@ -1,13 +1,15 @@
 #pragma once
 // Buffer: a growable byte buffer with cheap prepend space, the input and output buffer of every
 // connection. Storage is allocated on first use and can be released when empty, so an idle
-// connection holds no buffer memory.
+// connection holds no buffer memory: an unallocated Buffer is one null pointer. The indexes live
+// at the front of the storage, beside the bytes:
 //
-//   +-------------------+------------------+------------------+
-//   | prependable bytes |  readable bytes  |  writable bytes  |
-//   |                   |     (CONTENT)    |                  |
-//   +-------------------+------------------+------------------+
-//   0      <=      readerIndex   <=   writerIndex    <=     capacity
+//   rep_ -> +----------+-------------------+------------------+------------------+
+//           | capacity | prependable bytes |  readable bytes  |  writable bytes  |
+//           | reader   |                   |     (CONTENT)    |                  |
+//           | writer   |                   |                  |                  |
+//           +----------+-------------------+------------------+------------------+
+//                      0      <=      reader      <=      writer      <=     capacity
 //
 // Thread safety: none; a Buffer belongs to one thread at a time (a connection's loop thread).
 
@@ -28,25 +30,27 @@ class Buffer {
   static constexpr size_t kReadChunk = 65536;
 
   Buffer() = default;
-  Buffer(Buffer&&) noexcept;
-  Buffer& operator=(Buffer&&) noexcept;
+  Buffer(Buffer&& other) noexcept : rep_(other.rep_) { other.rep_ = nullptr; }
+  Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() = default;
+  ~Buffer() { deallocate(rep_); }
 
-  size_t readableBytes() const { return writer_ - reader_; }
+  size_t readableBytes() const { return rep_ ? rep_->writer - rep_->reader : 0; }
   // An unallocated buffer (capacity 0, writer at kCheapPrepend) has no writable bytes.
-  size_t writableBytes() const { return capacity_ > writer_ ? capacity_ - writer_ : 0; }
-  size_t prependableBytes() const { return reader_; }
-  size_t capacity() const { return capacity_; }
-  bool empty() const { return writer_ == reader_; }
+  size_t writableBytes() const { return rep_ ? rep_->capacity - rep_->writer : 0; }
+  size_t prependableBytes() const { return rep_ ? rep_->reader : kCheapPrepend; }
+  size_t capacity() const { return rep_ ? rep_->capacity : 0; }
+  bool empty() const { return !rep_ || rep_->writer == rep_->reader; }
 
   // The readable bytes. Valid until the next non-const call.
-  const char* peek() const { return data_ ? data_.get() + reader_ : kEmpty; }
+  const char* peek() const { return rep_ ? rep_->bytes() + rep_->reader : kEmpty; }
   std::string_view view() const { return {peek(), readableBytes()}; }
 
   void retrieve(size_t n);  // n <= readableBytes()
-  void retrieveAll() { reader_ = writer_ = kCheapPrepend; }
+  void retrieveAll() {
+    if (rep_) rep_->reader = rep_->writer = kCheapPrepend;
+  }
   std::string retrieveAsString(size_t n);
   std::string retrieveAllAsString() { return retrieveAsString(readableBytes()); }
 
@@ -56,12 +60,17 @@ class Buffer {
   void prepend(const void* data, size_t n);
 
   // Makes room for at least n writable bytes, then beginWrite()/hasWritten() fill them in place.
-  void ensureWritable(size_t n);
-  char* beginWrite() { return data_.get() + writer_; }
-  void hasWritten(size_t n) { writer_ += n; }
+  void ensureWritable(size_t n) {
+    if (writableBytes() < n) makeSpace(n);
+  }
+  // After ensureWritable() (the storage exists then).
+  char* beginWrite() { return rep_->bytes() + rep_->writer; }
+  void hasWritten(size_t n) { rep_->writer += n; }
 
   // Frees the storage when the buffer is empty and holds more than `keep` bytes of capacity.
-  void releaseIfEmpty(size_t keep = 0);
+  void releaseIfEmpty(size_t keep = 0) {
+    if (rep_ && rep_->writer == rep_->reader && rep_->capacity > keep) release();
+  }
   // Frees spare capacity beyond the readable bytes plus `reserve`.
   void shrink(size_t reserve);
 
@@ -76,16 +85,28 @@ class Buffer {
     return writable >= kReadChunk ? writable : writable + kReadChunk;
   }
 
-  void swap(Buffer& other) noexcept;
+  void swap(Buffer& other) noexcept {
+    Rep* t = rep_;
+    rep_ = other.rep_;
+    other.rep_ = t;
+  }
 
  private:
-  void makeSpace(size_t n);
-  ssize_t readFdWithSpill(int fd, int* saved_errno);
+  // The head of the storage; `capacity` bytes follow it.
+  struct Rep {
+    size_t capacity;
+    size_t reader;
+    size_t writer;
+    char* bytes() { return reinterpret_cast<char*>(this + 1); }
+  };
 
-  std::unique_ptr<char[]> data_;
-  size_t capacity_ = 0;
-  size_t reader_ = kCheapPrepend;
-  size_t writer_ = kCheapPrepend;
+  void makeSpace(size_t n);
+  void release();
+  ssize_t readFdWithSpill(int fd, int* saved_errno);
+  static Rep* allocate(size_t capacity);
+  static void deallocate(Rep* rep);
+
+  Rep* rep_ = nullptr;  // null until first use, and again once released
 };
 
 }  // namespace plexus

@@ -33,8 +33,8 @@ class Channel {
 
   int fd() const { return fd_; }
   EventLoop* loop() const { return loop_; }
-  uint32_t interest() const { return interest_; }
-  bool registered() const { return registered_; }
+  uint32_t interest() const { return interest_ & ~kRegistered; }
+  bool registered() const { return (interest_ & kRegistered) != 0; }
   bool isReading() const { return (interest_ & kEventRead) != 0; }
   bool isWriting() const { return (interest_ & kEventWrite) != 0; }
 
@@ -61,16 +61,21 @@ class Channel {
   void handleEvent(uint32_t revents) { handler_->handleEvent(revents); }
 
  private:
+  // Kept in interest_, beside the kEvent* bits (none of which is this one): 24 bytes a channel,
+  // and one compare says "registered with this interest already".
+  static constexpr uint32_t kRegistered = 1u << 31;
+  static_assert((kRegistered & (kEventRead | kEventPriority | kEventWrite | kEventError |
+                                kEventHangup | kEventReadHangup | kEventFailed | kEventLevel)) == 0);
+
   absl::Status update(uint32_t interest) {
-    if (registered_ && interest == interest_) return absl::OkStatus();
-    return setInterest(interest);
+    if ((interest | kRegistered) == interest_) return absl::OkStatus();
+    return setInterest(interest & ~kRegistered);
   }
 
   EventLoop* const loop_;
-  const int fd_;
-  uint32_t interest_ = 0;
-  bool registered_ = false;
   EventHandler* const handler_;
+  const int fd_;
+  uint32_t interest_ = 0;  // the kEvent* bits, and kRegistered
 };
 
 }  // namespace plexus

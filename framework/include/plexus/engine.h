@@ -128,6 +128,11 @@ class Engine {
     (void)fd, (void)data, (void)len;
     return absl::UnimplementedError("this engine does not send");
   }
+  // Bytes send() took for `fd` whose completion has not been reported yet (0 once removed).
+  virtual size_t sendingBytes(int fd) const {
+    (void)fd;
+    return 0;
+  }
 
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
   bool edgeTriggered() const { return edge_triggered_; }

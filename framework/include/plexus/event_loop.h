@@ -20,13 +20,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "plexus/buffer.h"
 #include "plexus/channel.h"
 #include "plexus/engine.h"
 #include "plexus/loop_stats.h"
 
 namespace plexus {
-
-class Buffer;
 
 namespace detail {
 class TimerQueue;
@@ -109,7 +108,7 @@ class EventLoop {
   bool completesIo() const { return completes_io_; }
   // A buffer the loop's connections read into while they hold no partial input of their own, so
   // an idle connection keeps no input buffer. Loop thread only; empty between events.
-  Buffer& readBuffer() { return *read_buffer_; }
+  Buffer& readBuffer() { return read_buffer_; }
   // Number of completed loop iterations (for tests and stats). Any thread.
   uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
 
@@ -120,7 +119,8 @@ class EventLoop {
   struct Counters {
     SingleWriterCounter events, wait_calls, read_calls, write_calls, accept_calls, other_calls;
     SingleWriterCounter wait_failures, interest_failures;
-    // Bytes the loop's connections read and wrote; time spent handling ready fds and queued
+    // Bytes the loop's connections read and wrote (read_calls, write_calls and these are folded in
+    // once per iteration, see noteReadCall()); time spent handling ready fds and queued
     // functors (only while handler timing is on, see setHandlerTiming()).
     SingleWriterCounter bytes_received, bytes_sent, handler_ns;
   };
@@ -129,30 +129,63 @@ class EventLoop {
   // Times each iteration that had ready fds, from the first ready fd to the end of the queued
   // functors, into counters().handler_ns: two clock reads per wakeup, so off unless metrics ask
   // for it. Any thread; takes effect at the next iteration.
-  void setHandlerTiming(bool on) { time_handlers_.store(on, std::memory_order_relaxed); }
+  void setHandlerTiming(bool on) {
+    if (on) {
+      control_.fetch_or(kTimingBit, std::memory_order_relaxed);
+    } else {
+      control_.fetch_and(static_cast<uint8_t>(~kTimingBit), std::memory_order_relaxed);
+    }
+  }
+
+  // What a connection of this loop did on its socket: a read or write call, bytes read or written.
+  // Plain adds here, folded into counters() (read_calls, write_calls, bytes_received, bytes_sent)
+  // after the ready fds of each iteration, after its queued functors, when run() returns, and by
+  // flushIoCounts(): the per-message path pays one add each instead of an atomic's load and store.
+  // Loop thread only.
+  void noteReadCall() { ++tally_.reads; }
+  void noteWriteCall() { ++tally_.writes; }
+  void addBytesReceived(uint64_t n) { tally_.bytes_received += n; }
+  void addBytesSent(uint64_t n) { tally_.bytes_sent += n; }
+  // Folds the tallies above into counters() now (a connection does before it reports its close,
+  // so a scrape that sees the close sees its bytes). Loop thread only.
+  void flushIoCounts() {
+    // Bytes come with a call: the calls alone tell whether there is anything to fold.
+    if ((tally_.reads | tally_.writes) != 0) foldIoCounts();
+  }
 
  private:
   void abortNotInLoopThread() const;
   void wakeup();
   void runPendingFunctors();
+  // One iteration with handler timing on or after the engine failed (see run()).
+  void slowIteration(uint8_t control, int* failures, absl::Status* gave_up);
+  void waitAndDispatch(Engine::ReadyFn fn, int* failures, absl::Status* gave_up);
+  void waitFailed(const absl::Status& why, int* failures, absl::Status* gave_up);
+  void foldIoCounts();
   static void handleReady(void* ctx, int fd, uint32_t events, void* loop);
   // handleReady() that first notes when the iteration's first ready fd came (handler timing).
   static void handleReadyTimed(void* ctx, int fd, uint32_t events, void* loop);
   // After the engine failed for good: waits for queued functors or quit(), without the engine.
   void awaitFunctors();
   bool hasPendingOrQuit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    return !pending_.empty() || quit_.load(std::memory_order_relaxed);
+    return !pending_.empty() || (control_.load(std::memory_order_relaxed) & kQuitBit) != 0;
   }
 
   const std::thread::id thread_id_;
   std::unique_ptr<Engine> engine_;
   const bool edge_triggered_;
   const bool completes_io_;
-  std::unique_ptr<Buffer> read_buffer_;
-  std::atomic<bool> quit_{false};
+  Buffer read_buffer_;  // by value: one load fewer on each read
+  // What run() checks once per iteration: zero in the common case (no quit, no handler timing,
+  // the engine working), so the common iteration tests one word.
+  static constexpr uint8_t kQuitBit = 1, kTimingBit = 2, kGaveUpBit = 4;
+  std::atomic<uint8_t> control_{0};
   std::atomic<uint64_t> iterations_{0};
   Counters counters_;
-  std::atomic<bool> time_handlers_{false};
+  struct IoTally {  // see noteReadCall()
+    uint64_t reads = 0, writes = 0, bytes_received = 0, bytes_sent = 0;
+  };
+  IoTally tally_;
   Clock::time_point batch_start_{};  // handler timing: the first ready fd of this iteration
   bool handling_events_ = false;
   std::unique_ptr<detail::Wakeup> wakeup_;

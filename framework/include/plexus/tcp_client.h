@@ -72,7 +72,7 @@ class TcpClient final : private ConnectionOwner {
   const InetAddress server_;
   const TcpClientOptions options_;
   ConnectionCallbacks callbacks_;
-  std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;  // loop thread
+  ConnectionSettingsPtr shared_settings_;  // loop thread
   std::function<void(const absl::Status&)> connect_error_;
   std::shared_ptr<detail::Connector> connector_;
   bool connect_wanted_ = false;  // loop thread

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "plexus/buffer.h"
@@ -58,6 +59,58 @@ struct ConnectionOptions {
   // after this long (lingering close). 0: close at once.
   std::chrono::milliseconds linger_timeout{2000};
   bool tcp_no_delay = true;
+};
+
+// What the connections of one server (or client) share instead of each keeping a copy: the
+// callbacks, and the options resolved. Immutable once made; held by ConnectionSettingsPtr, so a
+// server that changes its options makes a new one and the connections already open keep theirs.
+class ConnectionSettings {
+ public:
+  ConnectionSettings(ConnectionCallbacks cbs, const ConnectionOptions& options);
+  ConnectionSettings(const ConnectionSettings&) = delete;
+  ConnectionSettings& operator=(const ConnectionSettings&) = delete;
+
+  const ConnectionCallbacks callbacks;
+  const size_t high_water_mark;
+  const size_t low_water_mark;  // resolved: half the high-water mark when the options say 0
+  const Duration idle_timeout;
+  const uint32_t linger_ms;
+  const bool tcp_no_delay;
+
+ private:
+  friend class ConnectionSettingsPtr;
+  mutable std::atomic<uint32_t> refs_{0};
+};
+
+// A counted reference to ConnectionSettings: one pointer (a shared_ptr is two), since every
+// connection holds one. Copies from any thread, like a shared_ptr's.
+class ConnectionSettingsPtr {
+ public:
+  ConnectionSettingsPtr() = default;
+  explicit ConnectionSettingsPtr(const ConnectionSettings* s) : p_(s) { acquire(); }
+  ConnectionSettingsPtr(const ConnectionSettingsPtr& o) : p_(o.p_) { acquire(); }
+  ConnectionSettingsPtr(ConnectionSettingsPtr&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  ConnectionSettingsPtr& operator=(ConnectionSettingsPtr o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~ConnectionSettingsPtr() {
+    if (p_ && p_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete p_;
+  }
+  static ConnectionSettingsPtr make(ConnectionCallbacks cbs, const ConnectionOptions& options) {
+    return ConnectionSettingsPtr(new ConnectionSettings(std::move(cbs), options));
+  }
+
+  const ConnectionSettings* get() const { return p_; }
+  const ConnectionSettings* operator->() const { return p_; }
+  const ConnectionSettings& operator*() const { return *p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+
+ private:
+  void acquire() {
+    if (p_) p_->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const ConnectionSettings* p_ = nullptr;
 };
 
 // Why a connection closed, as far as it knows: the server (or the handler) closed it; the peer
@@ -113,9 +166,10 @@ class ConnectionOwner {
 class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
                             private EventHandler {
  public:
-  // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop next.
-  TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer, std::shared_ptr<const ConnectionCallbacks> callbacks,
-                const ConnectionOptions& options);
+  // Takes ownership of `sockfd` (connected, non-blocking). Call connectEstablished() on the loop
+  // next. `settings` is shared by the connections of one server or client.
+  TcpConnection(EventLoop* loop, uint64_t id, int sockfd, const InetAddress& peer,
+                ConnectionSettingsPtr settings);
   ~TcpConnection();
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
@@ -192,7 +246,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   uint64_t bytesReceived() const { return bytes_received_; }
   uint64_t bytesSent() const { return bytes_sent_; }
   // Why it closed (meaningful once disconnected()). Loop thread only.
-  CloseReason closeReason() const { return close_reason_; }
+  CloseReason closeReason() const { return static_cast<CloseReason>(close_reason_); }
 
  private:
   enum State : uint8_t { kConnecting, kConnected, kDisconnecting, kDisconnected };
@@ -204,6 +258,13 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   using HandlerPtr = std::unique_ptr<ConnectionHandler, HandlerDeleter>;
   class CallbacksHandler;
   struct FileQueue;
+  // What few connections need, made on first use: queued file ranges, and the idle or linger timer
+  // (every connection of a server with an idle timeout has one).
+  struct Extras {
+    std::unique_ptr<FileQueue> files;  // null while no file range is queued
+    Clock::time_point last_active{};   // idle timeout: when it last received or sent
+    TimerId timer;                     // the idle timer, or the linger timer while lingering
+  };
   static CallbacksHandler callbacks_handler_;
 
   void handleEvent(uint32_t revents) override;
@@ -213,7 +274,15 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   ssize_t writeSome(size_t budget, size_t* len);
   void finishFrontFile();
   void closeFiles();
-  bool outputEmpty() const { return in_flight_ == 0 && output_.empty() && !files_; }
+  FileQueue* files() const { return extras_ ? extras_->files.get() : nullptr; }
+  bool outputEmpty() const { return output_.empty() && files() == nullptr && inFlight() == 0; }
+  // Bytes handed to an engine that sends for connections (io_uring) and not yet sent: the
+  // engine keeps the count, so a connection on another engine pays no field for it.
+  size_t inFlight() const {
+    return getLoop()->completesIo() ? getLoop()->engine().sendingBytes(channel_.fd()) : 0;
+  }
+  Extras& extras();
+  void cancelTimer();
   size_t bufferedBytes() const;
   void inputResumed();
   void deliverPendingInput();
@@ -249,53 +318,46 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   bool wantsToRead() const;
   // For the idle timeout: the connection just received or sent something.
   void noteActivity() {
-    if (idle_timeout_.count() > 0) last_active_ = Clock::now();
+    if (idle_timed_) extras_->last_active = Clock::now();
   }
   void noteSent(size_t n) {
     bytes_sent_ += n;
-    getLoop()->counters().bytes_sent.add(n);
+    getLoop()->addBytesSent(n);
     noteActivity();
   }
 
+  // The order packs the flags into the padding after peer_ (sizeof is checked in
+  // tests/net/tcp_connection_test.cc): an idle connection's bytes are mostly this object.
   const uint64_t id_;
-  std::atomic<State> state_{kConnecting};
-  bool reading_ = true;          // wanted by the user (startReading/stopReading)
-  bool backpressured_ = false;   // paused by the high-water mark
-  bool peer_closed_ = false;     // the peer sent EOF: flush the output, then close
-  bool shutdown_pending_ = false;// shutdown() asked, waiting for the output to drain
-  bool write_shut_ = false;
-  bool fd_open_ = true;
-  bool in_event_ = false;        // handleEvent() is on the stack
-  bool turn_queued_ = false;     // edge mode: continueTurn() is queued (the turn's budget spent)
-  bool redeliver_queued_ = false;// deliverPendingInput() is queued
-  bool close_report_pending_ = false;  // closed during an event: reported when it ends
-  bool lingering_ = false;       // closing: discarding the peer's bytes until its EOF
-  CloseReason close_reason_ = CloseReason::kServer;
   Channel channel_;
   Buffer input_;
   Buffer output_;
-  // File ranges queued behind output_, each with the bytes sent after it; null while there are
-  // none (most connections never send a file).
-  std::unique_ptr<FileQueue> files_;
+  std::unique_ptr<Extras> extras_;  // null until a file or a timer needs it
   const InetAddress peer_;
-  std::shared_ptr<const ConnectionCallbacks> callbacks_;
+  std::atomic<State> state_{kConnecting};
+  // Loop thread only. The bit-fields share bytes; state_, which any thread reads, is apart.
+  bool in_event_ = false;               // handleEvent() is on the stack (a byte: set per event)
+  bool reading_ : 1 = true;             // wanted by the user (startReading/stopReading)
+  bool backpressured_ : 1 = false;      // paused by the high-water mark
+  bool peer_closed_ : 1 = false;        // the peer sent EOF: flush the output, then close
+  bool shutdown_pending_ : 1 = false;   // shutdown() asked, waiting for the output to drain
+  bool write_shut_ : 1 = false;
+  bool fd_open_ : 1 = true;
+  bool turn_queued_ : 1 = false;        // edge mode: continueTurn() is queued (budget spent)
+  bool redeliver_queued_ : 1 = false;   // deliverPendingInput() is queued
+  bool close_report_pending_ : 1 = false;  // closed during an event: reported when it ends
+  bool lingering_ : 1 = false;          // closing: discarding the peer's bytes until its EOF
+  bool idle_timed_ : 1 = false;         // has an idle timeout: extras_ holds last_active
+  uint8_t close_reason_ : 2 = 0;        // a CloseReason
+  ConnectionSettingsPtr settings_;
   // This connection, while it is established (see Lifetime above).
   TcpConnectionPtr self_;
   ConnectionOwner* owner_ = nullptr;
-  // After callbacks_, so destroyed before them: a handler may rely on what the callbacks hold (the
+  // After settings_, so destroyed before them: a handler may rely on what the callbacks hold (the
   // plugin host's handlers do). Never null: the built-in CallbacksHandler until setHandler().
   HandlerPtr handler_;
-  // From ConnectionOptions (tcp_no_delay is applied by the constructor); low_water_mark_ resolved.
-  const size_t high_water_mark_;
-  const size_t low_water_mark_;
-  const Duration idle_timeout_;
-  const uint32_t linger_ms_;
-  Clock::time_point last_active_;
-  TimerId idle_timer_;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
-  // Bytes handed to an engine that sends for connections (io_uring), not yet reported sent.
-  size_t in_flight_ = 0;
 };
 
 }  // namespace plexus

@@ -126,6 +126,7 @@ class TcpServer {
     base_loop_->assertInLoopThread();
     options_.max_connections = max_connections;
     options_.connection = connection;
+    if (started_) publishSettings();
   }
   // The sub-loops (or {base loop}). Valid after start().
   std::vector<EventLoop*> loops() const;
@@ -165,7 +166,16 @@ class TcpServer {
   EventLoop* const base_loop_;
   TcpServerOptions options_;
   ConnectionCallbacks callbacks_;
-  std::shared_ptr<const ConnectionCallbacks> shared_callbacks_;
+  // The callbacks and options.connection every new connection points at; replaced (not changed)
+  // by setConnectionLimits(), so open connections keep theirs. Read by the accepting loops (each
+  // sub-loop accepts in AcceptMode::kReusePort), hence atomic; every one published stays in
+  // published_ (base loop) until the server goes, so a loaded pointer is always alive.
+  std::atomic<const ConnectionSettings*> settings_{nullptr};
+  std::vector<ConnectionSettingsPtr> published_;
+  void publishSettings();
+  ConnectionSettingsPtr currentSettings() const {
+    return ConnectionSettingsPtr(settings_.load(std::memory_order_acquire));
+  }
   std::function<void(EventLoop*)> thread_init_;
   std::function<void(EventLoop*, const absl::Status&)> loop_failure_;
   std::unique_ptr<detail::Acceptor> acceptor_;

@@ -341,6 +341,13 @@ absl::Status UringEngine::remove(int fd) {
   }
   if (s.stashed) stash_.erase(fd);
   s = FdState{};
+  // An SQE names its fd by number, looked up when the kernel takes it: one still in the queue
+  // (a send, a re-arm) would reach whatever socket takes this number after the caller closes it
+  // (the next accept, say). So the queue goes to the kernel now, before the close.
+  if (io_uring_sq_ready(&ring_) > 0) {
+    ctl_calls_.add();
+    io_uring_submit(&ring_);
+  }
   return absl::OkStatus();
 }
 
@@ -350,6 +357,7 @@ absl::Status UringEngine::send(int fd, const char* data, size_t len) {
   }
   if (len == 0) return absl::OkStatus();
   FdState& s = fds_[fd];
+  s.unsent += len;
   if (s.sending != nullptr) {
     if (!s.queued) s.queued = std::make_unique<Buffer>();
     s.queued->append(data, len);
@@ -520,6 +528,7 @@ int UringEngine::handle(const Completion& c, ReadyFn fn, void* arg) {
       if (c.res > 0 || (c.res == 0 && op->bytes.empty())) {
         const size_t n = std::min(static_cast<size_t>(c.res), op->bytes.readableBytes());
         r.len = n;
+        s->unsent -= std::min(s->unsent, n);
         op->bytes.retrieve(n);
         if (!op->bytes.empty()) {
           submitSend(op);  // the rest (MSG_WAITALL makes this rare)
@@ -532,6 +541,7 @@ int UringEngine::handle(const Completion& c, ReadyFn fn, void* arg) {
         }
       } else {
         r.err = c.res < 0 ? -c.res : EPIPE;
+        s->unsent = 0;
         s->sending = nullptr;
         s->queued.reset();
         releaseOp(op);

@@ -54,6 +54,9 @@ class UringEngine final : public Engine {
   const IoResult& received() const override { return received_; }
   const IoResult& sent() const override { return sent_; }
   absl::Status send(int fd, const char* data, size_t len) override;
+  size_t sendingBytes(int fd) const override {
+    return fd >= 0 && static_cast<size_t>(fd) < fds_.size() ? fds_[fd].unsent : 0;
+  }
 
   // Buffers in the receive ring, and the size of each.
   static constexpr unsigned kRecvBuffers = 512;
@@ -74,6 +77,7 @@ class UringEngine final : public Engine {
     bool recv_ended = false;      // EOF or an error received: no more receiving
     bool stashed = false;         // received bytes wait in stash_ for read interest
     SendOp* sending = nullptr;    // the send in flight
+    size_t unsent = 0;            // bytes send() took, not yet reported sent
     std::unique_ptr<Buffer> queued;  // bytes behind it
   };
   struct Stashed {

@@ -587,7 +587,9 @@ class HostedConnection final : public Session, public ConnectionHandler {
   PluginService* const service_;
   std::unique_ptr<ProtocolHandler> handler_;
   TcpConnection* const conn_;  // owns this object
-  int depth_ = 0;              // handler callbacks on the stack
+  // One byte with the seven flags: eight bytes in all, so this object (part of every connection
+  // a plugin serves) fits a smaller malloc size class. Callbacks nest a few deep at most.
+  uint8_t depth_ = 0;  // handler callbacks on the stack
   bool failed_ = false;
   bool close_pending_ = false;
   bool close_reported_ = false;
