@@ -112,7 +112,7 @@ absl::StatusOr<BenchCommand> parseBenchCommand(int argc, const char* const argv[
     ("connect-timeout", po::value<double>(&timeout_s)->default_value(timeout_s),
      "seconds to wait for each connect")
     ("engine", po::value<std::string>(&o.engine.name)->default_value(o.engine.name),
-     "the client loops' engine: epoll, poll or select")
+     "the client loops' engine: epoll, poll, select or uring")
     ("epoll-mode", po::value<std::string>(&epoll_mode)->default_value(epoll_mode),
      "oneshot, level or edge (with --engine epoll)");
   // clang-format on

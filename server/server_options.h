@@ -72,7 +72,7 @@ struct ServerCommand {
 
 // Parses the command line (argv[0] is the program name) and the --config file, if any; the command
 // line wins over the file. Errors are one line, without the program name, e.g.
-// "unknown engine 'foo' (known: epoll, poll, select)"; main prints "plexus-server: error: " before.
+// "unknown engine 'foo' (known: epoll, poll, select, uring)"; main prints "plexus-server: error: " before.
 absl::StatusOr<ServerCommand> parseServerOptions(int argc, const char* const argv[]);
 
 // Splits a --listen value into words the way a POSIX shell splits unquoted text, so that a plugin

@@ -109,14 +109,14 @@ const EngineCase kEngines[] = {
     {"uring", "uring", "oneshot", "uring"},
 };
 
-// io_uring receives, sends and waits in the ring (io_uring_enter, which liburing makes without
-// libc): the shim's read, write and wait faults never reach it, and it makes no epoll_ctl. Its
-// accept4, close and eventfd faults do; its own failure paths are tested in
+// io_uring receives, sends, accepts and waits in the ring (io_uring_enter, which liburing makes
+// without libc): the shim's read, write, accept4 and wait faults never reach it, and it makes no
+// epoll_ctl. Its eventfd faults do; its own failure paths are tested in
 // tests/net/uring_connection_test.cc with real peers (resets, EOFs, peers that never read).
 bool reachesEngine(const EngineCase& e, const FaultCase& f) {
   if (std::string(e.engine) != "uring") return true;
   const std::string spec = f.faults;
-  for (const char* prefix : {"%read", "%write", "%wait", "epoll_ctl"}) {
+  for (const char* prefix : {"%read", "%write", "%wait", "epoll_ctl", "accept4"}) {
     if (spec.rfind(prefix, 0) == 0) return false;
   }
   return true;

@@ -279,7 +279,7 @@ struct BadCase {
 
 TEST_F(ServerProcessTest, BadOptionsExitTwoWithOneLine) {
   const std::vector<BadCase> cases = {
-      {{"--engine", "foo"}, "unknown engine 'foo' (known: epoll, poll, select)"},
+      {{"--engine", "foo"}, "unknown engine 'foo' (known: epoll, poll, select, uring)"},
       {{"--epoll-mode", "x"}, "unknown epoll mode 'x' (known: oneshot, level, edge)"},
       {{"--engine", "poll", "--epoll-mode", "edge"},
        "--epoll-mode applies to --engine epoll only (the poll engine has no modes)"},

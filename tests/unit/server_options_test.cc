@@ -237,7 +237,7 @@ TEST(ServerOptionsTest, Sizes) {
 }
 
 TEST(ServerOptionsTest, BadValues) {
-  EXPECT_EQ(error({"--engine", "foo"}), "unknown engine 'foo' (known: epoll, poll, select)");
+  EXPECT_EQ(error({"--engine", "foo"}), "unknown engine 'foo' (known: epoll, poll, select, uring)");
   EXPECT_EQ(error({"--epoll-mode", "sometimes"}),
             "unknown epoll mode 'sometimes' (known: oneshot, level, edge)");
   // A mode for an engine that has none was accepted silently.
@@ -378,7 +378,7 @@ TEST(ServerOptionsTest, ConfigFileErrors) {
 
   ConfigFile bad_value("engine = kqueue\n");
   EXPECT_EQ(error({"--config", bad_value.path()}),
-            "unknown engine 'kqueue' (known: epoll, poll, select)");
+            "unknown engine 'kqueue' (known: epoll, poll, select, uring)");
 }
 
 }  // namespace

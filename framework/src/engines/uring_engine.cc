@@ -596,37 +596,53 @@ int UringEngine::handle(const Completion& c, ReadyFn fn, void* arg) {
 }
 
 absl::StatusOr<int> UringEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg) {
-  int r;
-  if (!redeliver_.empty() || timeout_ms == 0) {
-    r = io_uring_submit_and_get_events(&ring_);
-  } else if (timeout_ms < 0) {
-    r = io_uring_submit_and_wait(&ring_, 1);
-  } else {
-    __kernel_timespec ts{timeout_ms / 1000, static_cast<long long>(timeout_ms % 1000) * 1000000};
-    io_uring_cqe* cqe = nullptr;
-    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-  }
-  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
-    return absl::ErrnoToStatus(-r, "io_uring_enter");
-  }
-  // Copied out first: handlers prepare SQEs (and may submit them) while the batch is handled.
-  batch_.clear();
+  // Completions that are not events (cancels, a replaced poll, a re-armed receive) wake the wait
+  // too: wait again, within the timeout, until something is handed out.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   for (;;) {
-    io_uring_cqe* cqes[256];
-    const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 256);
-    for (unsigned i = 0; i < n; ++i) {
-      const io_uring_cqe* c = cqes[i];
-      if (c->user_data == LIBURING_UDATA_TIMEOUT) continue;
-      if (!(c->flags & IORING_CQE_F_MORE)) --outstanding_;
-      batch_.push_back(Completion{c->user_data, c->res, c->flags});
+    int r;
+    int wait_ms = timeout_ms;
+    if (timeout_ms > 0) {
+      wait_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     deadline - std::chrono::steady_clock::now())
+                                     .count());
+      if (wait_ms < 0) wait_ms = 0;
     }
-    io_uring_cq_advance(&ring_, n);
-    if (n < 256) break;
+    if (!redeliver_.empty() || wait_ms == 0) {
+      r = io_uring_submit_and_get_events(&ring_);
+    } else if (wait_ms < 0) {
+      r = io_uring_submit_and_wait(&ring_, 1);
+    } else {
+      __kernel_timespec ts{wait_ms / 1000, static_cast<long long>(wait_ms % 1000) * 1000000};
+      io_uring_cqe* cqe = nullptr;
+      r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    }
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
+      return absl::ErrnoToStatus(-r, "io_uring_enter");
+    }
+    // Copied out first: handlers prepare SQEs (and may submit them) while the batch is handled.
+    batch_.clear();
+    for (;;) {
+      io_uring_cqe* cqes[256];
+      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 256);
+      for (unsigned i = 0; i < n; ++i) {
+        const io_uring_cqe* c = cqes[i];
+        if (c->user_data == LIBURING_UDATA_TIMEOUT) continue;
+        if (!(c->flags & IORING_CQE_F_MORE)) --outstanding_;
+        batch_.push_back(Completion{c->user_data, c->res, c->flags});
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (n < 256) break;
+    }
+    int handled = deliverStashed(fn, arg);
+    for (const Completion& c : batch_) handled += handle(c, fn, arg);
+    batch_.clear();
+    // Done: something was handed out, the time is up, or the wait was interrupted (EINTR gives
+    // 0, as the other engines do).
+    if (handled > 0 || wait_ms == 0 || r == -ETIME || r == -EINTR) return handled;
+    if (timeout_ms > 0 && std::chrono::steady_clock::now() >= deadline) return 0;
   }
-  int handled = deliverStashed(fn, arg);
-  for (const Completion& c : batch_) handled += handle(c, fn, arg);
-  batch_.clear();
-  return handled;
 }
 
 }  // namespace plexus::detail
