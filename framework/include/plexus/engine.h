@@ -48,6 +48,9 @@ std::string_view epollModeName(EpollMode mode);
 struct EngineOptions {
   std::string name = "epoll";  // one of engineNames()
   EpollMode epoll_mode = EpollMode::kOneshot;  // epoll only
+  // epoll oneshot only: a batch's re-arms go to the kernel together, as IORING_OP_EPOLL_CTL in
+  // one io_uring_enter, where the kernel allows (else one epoll_ctl each, as with false).
+  bool epoll_batch_rearm = true;
 };
 
 class Engine {
