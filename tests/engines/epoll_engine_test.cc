@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -51,6 +52,11 @@ class EpollOneshotTest : public ::testing::TestWithParam<bool> {
       ASSERT_NE(probe, nullptr);
       if (!probe->batchesRearms()) GTEST_SKIP() << "no io_uring IORING_OP_EPOLL_CTL here";
     }
+  }
+  // Control calls for a dispatch that re-arms `n` fds.
+  uint64_t expectedCalls(int n) const {
+    return GetParam() && static_cast<size_t>(n) >= EpollEngine::kRingMinBatch ? 1
+                                                                              : static_cast<uint64_t>(n);
   }
   std::unique_ptr<EpollEngine> make() {
     auto engine = makeEpoll(EpollMode::kOneshot, GetParam());
@@ -149,9 +155,9 @@ TEST_P(EpollOneshotTest, FailedRearmIsReportedToTheHandler) {
   EXPECT_EQ(engine->remove(fd).code(), absl::StatusCode::kNotFound);
 }
 
-// A batch of ready fds: the batched path re-arms them all with one io_uring_enter, the plain path
-// with one epoll_ctl each; either way every fd is armed again, with the interest it has at the end
-// of the batch.
+// A batch of ready fds: the batched path re-arms them all with one io_uring_enter (with
+// epoll_ctl when there are fewer than kRingMinBatch), the plain path with one epoll_ctl each;
+// either way every fd is armed again, with the interest it has at the end of the batch.
 TEST_P(EpollOneshotTest, BatchOfFdsRearmedTogether) {
   auto engine = make();
   ASSERT_NE(engine, nullptr);
@@ -171,14 +177,14 @@ TEST_P(EpollOneshotTest, BatchOfFdsRearmedTogether) {
     const int n = *engine->dispatch(5000, &Recorder::record, &r);
     ASSERT_GT(n, 0);
     total += n;
-    EXPECT_EQ(engine->controlCalls() - calls, GetParam() ? 1u : static_cast<uint64_t>(n));
+    EXPECT_EQ(engine->controlCalls() - calls, expectedCalls(n));
   }
   // Unread input: all reported again, in one batch now that the array has grown.
   for (;;) {
     r.calls.clear();
     const uint64_t calls = engine->controlCalls();
     const int n = *engine->dispatch(5000, &Recorder::record, &r);
-    EXPECT_EQ(engine->controlCalls() - calls, GetParam() ? 1u : static_cast<uint64_t>(n));
+    EXPECT_EQ(engine->controlCalls() - calls, expectedCalls(n));
     if (n == kPairs) break;
     ASSERT_LT(n, kPairs);
   }
@@ -198,10 +204,21 @@ TEST_P(EpollOneshotTest, RearmSeesChangesMadeLaterInTheBatch) {
   Pair b = socketPair();
   Pair c = socketPair();
   Pair d = socketPair();
-  for (Pair* p : {&a, &b, &c, &d}) {
+  // Untouched ones, so that the batch's re-arms are enough for the ring.
+  std::vector<Pair> others(EpollEngine::kRingMinBatch);
+  std::vector<Pair*> all = {&a, &b, &c, &d};
+  for (Pair& p : others) {
+    p = socketPair();
+    all.push_back(&p);
+  }
+  for (Pair* p : all) {
     ASSERT_TRUE(engine->add(p->a.get(), kEventRead, nullptr).ok());
     ASSERT_TRUE(writeByte(p->b.get()));
   }
+  const int n = static_cast<int>(all.size());
+  auto isOther = [&](int fd) {
+    return std::any_of(others.begin(), others.end(), [fd](const Pair& p) { return p.a.get() == fd; });
+  };
   const int c_fd = c.a.get();
   const int d_fd = d.a.get();
   int reused_tag = 0;
@@ -209,7 +226,7 @@ TEST_P(EpollOneshotTest, RearmSeesChangesMadeLaterInTheBatch) {
   Recorder r;
   // Whichever fd comes last in the batch changes the others.
   r.on_call = [&](const ReadyEvent&) {
-    if (r.calls.size() != 4) return;
+    if (r.calls.size() != all.size()) return;
     ASSERT_TRUE(engine->modify(a.a.get(), kEventWrite, nullptr).ok());
     ASSERT_TRUE(engine->modify(b.a.get(), 0, nullptr).ok());
     ASSERT_TRUE(engine->remove(c_fd).ok());
@@ -219,18 +236,33 @@ TEST_P(EpollOneshotTest, RearmSeesChangesMadeLaterInTheBatch) {
     ASSERT_EQ(reused, d_fd);
     ASSERT_TRUE(engine->add(reused, kEventRead, &reused_tag).ok());
   };
-  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 4);
-  ASSERT_EQ(r.calls.size(), 4u);
+  const uint64_t calls = engine->controlCalls();
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), n);
+  ASSERT_EQ(r.calls.size(), all.size());
   engine_test::Fd reused_fd(reused);
+  // Batched: the handler's 4 calls (2 modify, 1 remove, 1 add), then the untouched ones' re-arms
+  // only. (One at a time, the fds handled before the last were re-armed already.)
+  if (GetParam()) {
+    EXPECT_EQ(engine->controlCalls() - calls, 4 + expectedCalls(n - 4));
+  }
   // a: writable only now (its unread byte no longer counts); b: silent; c: not watched; the reused
-  // number: silent until its eventfd is written.
+  // number: silent until its eventfd is written; the others: re-armed, their byte unread.
   r.calls.clear();
   r.on_call = nullptr;
-  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
-  ASSERT_EQ(r.calls.size(), 1u);
-  EXPECT_EQ(r.calls[0].fd, a.a.get());
-  EXPECT_EQ(r.calls[0].events & (kEventRead | kEventWrite), kEventWrite);
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1 + static_cast<int>(others.size()));
+  bool saw_a = false;
+  for (const ReadyEvent& e : r.calls) {
+    if (e.fd == a.a.get()) {
+      saw_a = true;
+      EXPECT_EQ(e.events & (kEventRead | kEventWrite), kEventWrite);
+    } else {
+      EXPECT_TRUE(isOther(e.fd)) << e.fd;
+      EXPECT_EQ(e.events & (kEventRead | kEventWrite), kEventRead);
+    }
+  }
+  EXPECT_TRUE(saw_a);
   ASSERT_TRUE(engine->modify(a.a.get(), 0, nullptr).ok());  // always writable: quiet it
+  for (Pair& p : others) ASSERT_TRUE(engine->remove(p.a.get()).ok());
   EXPECT_EQ(*engine->dispatch(0, &Recorder::record, &r), 0);
   const uint64_t one = 1;
   ASSERT_EQ(::write(reused, &one, sizeof one), static_cast<ssize_t>(sizeof one));
@@ -247,33 +279,41 @@ TEST_P(EpollOneshotTest, RearmSeesChangesMadeLaterInTheBatch) {
 TEST_P(EpollOneshotTest, OneFailedRearmInABatchIsReportedAndTheOthersStayArmed) {
   auto engine = make();
   ASSERT_NE(engine, nullptr);
-  Pair good = socketPair();
-  Pair bad = socketPair();
+  // Enough good ones that the batch goes through the ring.
+  std::vector<Pair> good(EpollEngine::kRingMinBatch);
   int good_tag = 0;
+  for (Pair& p : good) {
+    p = socketPair();
+    ASSERT_TRUE(engine->add(p.a.get(), kEventRead, &good_tag).ok());
+    ASSERT_TRUE(writeByte(p.b.get()));
+  }
+  Pair bad = socketPair();
   int bad_tag = 0;
-  ASSERT_TRUE(engine->add(good.a.get(), kEventRead, &good_tag).ok());
   ASSERT_TRUE(engine->add(bad.a.get(), kEventRead, &bad_tag).ok());
-  ASSERT_TRUE(writeByte(good.b.get()));
   ASSERT_TRUE(writeByte(bad.b.get()));
+  const int n = static_cast<int>(good.size()) + 1;
   const int bad_fd = bad.a.get();
   engine_test::Fd keep(::dup(bad_fd));  // the file stays open and registered; the number goes
   Recorder r;
   r.on_call = [&](const ReadyEvent& e) {
     if (e.fd == bad_fd && !(e.events & kEventFailed)) bad.a.reset();
   };
-  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 2);
-  ASSERT_EQ(r.calls.size(), 3u);
-  EXPECT_EQ(r.calls[0].events & kEventFailed, 0u);
-  EXPECT_EQ(r.calls[1].events & kEventFailed, 0u);
-  EXPECT_EQ(r.calls[2].fd, bad_fd);
-  EXPECT_EQ(r.calls[2].events, kEventFailed);
-  EXPECT_EQ(r.calls[2].ctx, &bad_tag);
-  // The good fd was re-armed: its unread byte is reported again.
+  const uint64_t calls = engine->controlCalls();
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), n);
+  EXPECT_EQ(engine->controlCalls() - calls, expectedCalls(n));
+  ASSERT_EQ(r.calls.size(), static_cast<size_t>(n) + 1);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(r.calls[i].events & kEventFailed, 0u);
+  EXPECT_EQ(r.calls[n].fd, bad_fd);
+  EXPECT_EQ(r.calls[n].events, kEventFailed);
+  EXPECT_EQ(r.calls[n].ctx, &bad_tag);
+  // The good fds were re-armed: their unread bytes are reported again.
   r.calls.clear();
   r.on_call = nullptr;
-  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), 1);
-  EXPECT_EQ(r.calls[0].fd, good.a.get());
-  EXPECT_EQ(r.calls[0].ctx, &good_tag);
+  ASSERT_EQ(*engine->dispatch(5000, &Recorder::record, &r), n - 1);
+  for (const ReadyEvent& e : r.calls) {
+    EXPECT_NE(e.fd, bad_fd);
+    EXPECT_EQ(e.ctx, &good_tag);
+  }
   EXPECT_FALSE(engine->remove(bad_fd).ok());  // DEL fails (the number is closed); forgotten anyway
 }
 

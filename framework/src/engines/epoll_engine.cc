@@ -186,25 +186,34 @@ inline void EpollEngine::queueRearm(int fd) {
 
 // Re-arms the batch's handled fds that still need it (not removed, not re-armed by a modify(), not
 // left without interest: all as of now, after every handler of the batch has run) in one
-// io_uring_enter, and waits for all of them. An fd whose re-arm failed gets its kEventFailed call.
+// io_uring_enter, and waits for all of them; fewer than kRingMinBatch with one epoll_ctl each, which
+// costs less than an io_uring_enter for so few. An fd whose re-arm failed gets its kEventFailed
+// call.
 void EpollEngine::flushRearms(EpollRearmRing& ring, ReadyFn fn, void* arg) {
   for (const Handled& h : handled_) {
     FdState& s = fds_[h.fd];
     if (!s.registered || s.generation != h.generation || s.armed || s.interest == 0) continue;
-    ring.queue(epfd_, h.fd, s.interest | EPOLLONESHOT, tag(h.fd, h.generation));
     s.armed = true;  // until a failed result says otherwise
     queued_.push_back(h);
   }
   handled_.clear();
   if (queued_.empty()) return;  // the handlers re-armed (or removed) every fd themselves
-  ctl_calls_.add(static_cast<uint64_t>(ring.submit(results_)));
+  if (queued_.size() >= kRingMinBatch) {
+    for (const Handled& h : queued_) {
+      ring.queue(epfd_, h.fd, fds_[h.fd].interest | EPOLLONESHOT, tag(h.fd, h.generation));
+    }
+    ctl_calls_.add(static_cast<uint64_t>(ring.submit(results_)));
+  } else {
+    results_.assign(queued_.size(), EpollRearmRing::kNotSubmitted);
+  }
   bool refused = false;
   size_t failed = 0;  // queued_[0, failed): the fds whose re-arm failed, with errors in results_
   for (size_t i = 0; i < queued_.size(); ++i) {
     const int fd = queued_[i].fd;
     int err = -results_[i];
     if (results_[i] == EpollRearmRing::kNotSubmitted || err == EINVAL || err == EOPNOTSUPP) {
-      // Never submitted, or perhaps refused by the ring rather than by epoll: the plain call says.
+      // Too few for the ring, never submitted, or perhaps refused by the ring rather than by
+      // epoll (which the plain call then tells).
       FdState& s = fds_[fd];
       epoll_event ev;
       ev.events = s.interest | EPOLLONESHOT;

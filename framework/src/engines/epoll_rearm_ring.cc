@@ -69,6 +69,8 @@ std::unique_ptr<EpollRearmRing> EpollRearmRing::create() {
     logFallback("the kernel's io_uring has no IORING_OP_EPOLL_CTL", 0);
     return nullptr;
   }
+  // io_uring_enter then skips looking up the ring's fd (an fdget) on each call. Optional.
+  (void)io_uring_register_ring_fd(ring.get());
   std::unique_ptr<EpollRearmRing> r(new EpollRearmRing(std::move(ring)));
   r->pending_.reserve(kEntries);
   return r;
