@@ -50,6 +50,7 @@ struct EngineOptions {
   EpollMode epoll_mode = EpollMode::kOneshot;  // epoll only
   // epoll oneshot only: a batch's re-arms go to the kernel together, as IORING_OP_EPOLL_CTL in
   // one io_uring_enter, where the kernel allows (else one epoll_ctl each, as with false).
+  // PLEXUS_EPOLL_BATCH_REARM=0 in the environment makes makeEngine() take it as false.
   bool epoll_batch_rearm = true;
 };
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -46,8 +47,19 @@ absl::StatusOr<std::unique_ptr<EpollEngine>> EpollEngine::create(EpollMode mode,
       new EpollEngine(epfd, mode, mode == EpollMode::kOneshot && batch_rearm));
 }
 
+// PLEXUS_EPOLL_BATCH_REARM=0 in the environment turns batching off in every engine the factory
+// makes: a switch for comparing the two paths, or for a kernel whose io_uring misbehaves.
+static bool batchRearmAllowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("PLEXUS_EPOLL_BATCH_REARM");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  return allowed;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> makeEpollEngine(const EngineOptions& options) {
-  auto engine = EpollEngine::create(options.epoll_mode, options.epoll_batch_rearm);
+  auto engine =
+      EpollEngine::create(options.epoll_mode, options.epoll_batch_rearm && batchRearmAllowed());
   if (!engine.ok()) return engine.status();
   return std::unique_ptr<Engine>(std::move(*engine));
 }
