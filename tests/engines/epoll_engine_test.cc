@@ -3,11 +3,13 @@
 // errno text.
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -337,6 +339,47 @@ TEST_P(EpollOneshotTest, NextEngineOnTheThreadWaitsItsFullTimeout) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(*engine->dispatch(50, &Recorder::record, &r), 0);
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+}
+
+// Ready fds for one batch through the ring; dispatches them and says whether every one was
+// handled once and re-armed with one control call (the unread bytes are reported again).
+bool batchThroughTheRing(EpollEngine& engine, std::vector<Pair>& pairs) {
+  const int n = static_cast<int>(pairs.size());
+  for (Pair& p : pairs) {
+    p = socketPair();
+    if (!engine.add(p.a.get(), kEventRead, nullptr).ok() || !writeByte(p.b.get())) return false;
+  }
+  Recorder r;
+  const uint64_t calls = engine.controlCalls();
+  if (*engine.dispatch(5000, &Recorder::record, &r) != n || engine.controlCalls() != calls + 1) {
+    return false;
+  }
+  return *engine.dispatch(5000, &Recorder::record, &r) == n && r.calls.size() == 2u * n;
+}
+
+// A fork()ed child (a supervisor's worker) gets a ring of its own: the one it inherits is the
+// parent's (shared memory, and the kernel takes submissions from the parent's thread only).
+TEST(EpollEngineTest, ForkedChildBatchesWithARingOfItsOwn) {
+  auto engine = makeEpoll(EpollMode::kOneshot, true);
+  ASSERT_NE(engine, nullptr);
+  if (!engine->batchesRearms()) GTEST_SKIP() << "no io_uring IORING_OP_EPOLL_CTL here";
+  std::vector<Pair> pairs(EpollEngine::kRingMinBatch);
+  ASSERT_TRUE(batchThroughTheRing(*engine, pairs));  // this thread's ring is in use
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto child_engine = EpollEngine::create(EpollMode::kOneshot, true);
+    std::vector<Pair> child_pairs(EpollEngine::kRingMinBatch);
+    std::_Exit(child_engine.ok() && batchThroughTheRing(**child_engine, child_pairs) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  // The parent's ring still works, untouched by the child.
+  std::vector<Pair> more(EpollEngine::kRingMinBatch);
+  auto engine2 = makeEpoll(EpollMode::kOneshot, true);
+  ASSERT_NE(engine2, nullptr);
+  EXPECT_TRUE(batchThroughTheRing(*engine2, more));
 }
 
 // Asked for, but not in level or edge mode: they never re-arm.

@@ -1,6 +1,7 @@
 #include "engines/epoll_rearm_ring.h"
 
 #include <liburing.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,11 +25,21 @@ struct ThreadRing {
   bool made = false;
 };
 thread_local ThreadRing thread_ring;
+
+// A fork()ed child inherits its forking thread's ring, but not as its own: the ring's memory is
+// shared with the parent (an SQE written here would be the parent's to submit) and the kernel
+// refuses the child's submissions (single issuer). The child lets go of it and makes its own.
+void forgetInheritedRing() {
+  thread_ring.ring.reset();  // unmaps and closes the child's references only
+  thread_ring.made = false;
+}
 }  // namespace
 
 EpollRearmRing* EpollRearmRing::forThisThread() {
   ThreadRing& t = thread_ring;
   if (__builtin_expect(!t.made, 0)) {
+    static const int at_fork = ::pthread_atfork(nullptr, nullptr, forgetInheritedRing);
+    (void)at_fork;
     t.made = true;
     t.ring = create();
   }

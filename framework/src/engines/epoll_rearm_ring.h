@@ -9,6 +9,8 @@
 // next blocking call with EINTR (the ring's exit work reaches the thread through task_work), which
 // a loop's next epoll_wait would take for a wake-up with nothing to do.
 //
+// A fork()ed child makes a ring of its own (the inherited one is the parent's).
+//
 // Nothing stays in flight between calls: submit() returns only once every queued operation has
 // completed, so no re-arm can land after the caller has moved on (say, closed the fd and let its
 // number be reused).
