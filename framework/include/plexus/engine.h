@@ -96,7 +96,8 @@ class Engine {
 
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
   bool edgeTriggered() const { return edge_triggered_; }
-  // Syscalls made to change interest (epoll_ctl). Any thread.
+  // Syscalls made to change interest: epoll_ctl, and the io_uring_enter that submits a batch of
+  // oneshot re-arms (one per batch). Any thread.
   uint64_t controlCalls() const { return ctl_calls_.get(); }
 
  protected:
