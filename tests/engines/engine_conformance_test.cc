@@ -54,6 +54,10 @@ std::string paramName(const ::testing::TestParamInfo<EngineOptions>& info) {
     std::string mode(epollModeName(info.param.epoll_mode));
     mode[0] = static_cast<char>(std::toupper(mode[0]));
     name += "_" + mode;
+    // Oneshot re-arms batched in an io_uring (the default) or one epoll_ctl each.
+    if (info.param.epoll_mode == EpollMode::kOneshot && !info.param.epoll_batch_rearm) {
+      name += "_EpollCtl";
+    }
   }
   return name;
 }
@@ -773,6 +777,7 @@ TEST_P(EngineConformanceTest, RemoveBeforeCloseInBatchThenReuseNumber) {
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, EngineConformanceTest,
                          ::testing::Values(EngineOptions{"epoll", EpollMode::kOneshot},
+                                           EngineOptions{"epoll", EpollMode::kOneshot, false},
                                            EngineOptions{"epoll", EpollMode::kLevel},
                                            EngineOptions{"epoll", EpollMode::kEdge},
                                            EngineOptions{"poll", EpollMode::kOneshot},

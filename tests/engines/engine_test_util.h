@@ -24,6 +24,10 @@ namespace plexus {
 inline void PrintTo(const EngineOptions& options, std::ostream* os) {
   *os << options.name;
   if (options.name == "epoll") *os << "/" << std::string(epollModeName(options.epoll_mode));
+  if (options.name == "epoll" && options.epoll_mode == EpollMode::kOneshot &&
+      !options.epoll_batch_rearm) {
+    *os << "/epoll_ctl";
+  }
 }
 
 namespace engine_test {

@@ -61,6 +61,10 @@ std::string_view epollModeName(EpollMode mode);
 struct EngineOptions {
   std::string name = "epoll";  // one of engineNames()
   EpollMode epoll_mode = EpollMode::kOneshot;  // epoll only
+  // epoll oneshot only: a batch's re-arms go to the kernel together, as IORING_OP_EPOLL_CTL in
+  // one io_uring_enter, where the kernel allows (else one epoll_ctl each, as with false).
+  // PLEXUS_EPOLL_BATCH_REARM=0 in the environment makes makeEngine() take it as false.
+  bool epoll_batch_rearm = true;
 };
 
 // The result of a completed receive or send (see Engine::received() and Engine::sent()).
@@ -136,7 +140,8 @@ class Engine {
 
   // True for edge-triggered engines: a reader must read (and a writer write) until EAGAIN.
   bool edgeTriggered() const { return edge_triggered_; }
-  // Syscalls made to change interest (epoll_ctl). Any thread.
+  // Syscalls made to change interest: epoll_ctl, and the io_uring_enter that submits a batch of
+  // oneshot re-arms (one per batch). Any thread.
   uint64_t controlCalls() const { return ctl_calls_.get(); }
 
  protected:

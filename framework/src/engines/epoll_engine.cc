@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -38,26 +39,44 @@ const char* opName(int op) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EpollEngine>> EpollEngine::create(EpollMode mode) {
+absl::StatusOr<std::unique_ptr<EpollEngine>> EpollEngine::create(EpollMode mode,
+                                                                  bool batch_rearm) {
   int epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return absl::ErrnoToStatus(errno, "epoll_create1");
-  return std::unique_ptr<EpollEngine>(new EpollEngine(epfd, mode));
+  return std::unique_ptr<EpollEngine>(
+      new EpollEngine(epfd, mode, mode == EpollMode::kOneshot && batch_rearm));
+}
+
+// PLEXUS_EPOLL_BATCH_REARM=0 in the environment turns batching off in every engine the factory
+// makes: a switch for comparing the two paths, or for a kernel whose io_uring misbehaves.
+static bool batchRearmAllowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("PLEXUS_EPOLL_BATCH_REARM");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  return allowed;
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> makeEpollEngine(const EngineOptions& options) {
-  auto engine = EpollEngine::create(options.epoll_mode);
+  auto engine =
+      EpollEngine::create(options.epoll_mode, options.epoll_batch_rearm && batchRearmAllowed());
   if (!engine.ok()) return engine.status();
   return std::unique_ptr<Engine>(std::move(*engine));
 }
 
-EpollEngine::EpollEngine(int epfd, EpollMode mode)
+EpollEngine::EpollEngine(int epfd, EpollMode mode, bool batch_rearm)
     : Engine(mode == EpollMode::kEdge),
       epfd_(epfd),
       mode_(mode),
+      batch_rearm_(batch_rearm),
       name_(absl::StrFormat("epoll (%s)", epollModeName(mode))),
       events_(kInitialEvents) {}
 
 EpollEngine::~EpollEngine() { ::close(epfd_); }
+
+bool EpollEngine::batchesRearms() const {
+  return batch_rearm_ && EpollRearmRing::forThisThread() != nullptr;
+}
 
 // The event's data: the fd and the generation of the add() that registered it. An event whose
 // generation is not the fd's current one comes from a registration the engine has forgotten.
@@ -170,6 +189,75 @@ __attribute__((always_inline)) inline bool EpollEngine::rearmAfterDispatch(int f
   return true;
 }
 
+// With the ring: notes that the fd's events were handled, for flushRearms() to re-arm it at the
+// end of the batch, with the interest it has by then (an fd is in an epoll_wait batch once).
+inline void EpollEngine::queueRearm(int fd) {
+  const FdState& s = fds_[fd];
+  if (s.registered && !s.armed && s.interest != 0) handled_.push_back(Handled{fd, s.generation});
+}
+
+// Re-arms the batch's handled fds that still need it (not removed, not re-armed by a modify(), not
+// left without interest: all as of now, after every handler of the batch has run) in one
+// io_uring_enter, and waits for all of them; fewer than kRingMinBatch with one epoll_ctl each, which
+// costs less than an io_uring_enter for so few. An fd whose re-arm failed gets its kEventFailed
+// call.
+void EpollEngine::flushRearms(EpollRearmRing& ring, ReadyFn fn, void* arg) {
+  for (const Handled& h : handled_) {
+    FdState& s = fds_[h.fd];
+    if (!s.registered || s.generation != h.generation || s.armed || s.interest == 0) continue;
+    s.armed = true;  // until a failed result says otherwise
+    queued_.push_back(h);
+  }
+  handled_.clear();
+  if (queued_.empty()) return;  // the handlers re-armed (or removed) every fd themselves
+  if (queued_.size() >= kRingMinBatch) {
+    for (const Handled& h : queued_) {
+      ring.queue(epfd_, h.fd, fds_[h.fd].interest | EPOLLONESHOT, tag(h.fd, h.generation));
+    }
+    ctl_calls_.add(static_cast<uint64_t>(ring.submit(results_)));
+  } else {
+    results_.assign(queued_.size(), EpollRearmRing::kNotSubmitted);
+  }
+  bool refused = false;
+  size_t failed = 0;  // queued_[0, failed): the fds whose re-arm failed, with errors in results_
+  for (size_t i = 0; i < queued_.size(); ++i) {
+    const int fd = queued_[i].fd;
+    int err = -results_[i];
+    if (results_[i] == EpollRearmRing::kNotSubmitted || err == EINVAL || err == EOPNOTSUPP) {
+      // Too few for the ring, never submitted, or perhaps refused by the ring rather than by
+      // epoll (which the plain call then tells).
+      FdState& s = fds_[fd];
+      epoll_event ev;
+      ev.events = s.interest | EPOLLONESHOT;
+      ev.data.u64 = tag(fd, s.generation);
+      ctl_calls_.add();
+      if (sys::epollCtl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0) {
+        refused = refused || results_[i] != EpollRearmRing::kNotSubmitted;
+        continue;
+      }
+      err = errno;
+    } else if (err == 0) {
+      continue;
+    }
+    fds_[fd].armed = false;
+    results_[failed] = err;
+    queued_[failed++] = queued_[i];
+  }
+  if (ring.broken() || refused) {
+    EpollRearmRing::disable(refused ? "the kernel refused IORING_OP_EPOLL_CTL" : "the ring failed");
+  }
+  // The fds would never be reported again: their handlers must know (and close, or retry). A
+  // handler may remove or re-register others meanwhile; a failed fd stays failed until modify().
+  for (size_t i = 0; i < failed; ++i) {
+    const int fd = queued_[i].fd;
+    const FdState& s = fds_[fd];
+    if (!s.registered || s.generation != queued_[i].generation || s.armed) continue;
+    LOG_WARN("epoll engine: re-arming fd %d failed: %s", fd, std::strerror(results_[i]));
+    fn(s.ctx, fd, kEventFailed, arg);
+  }
+  queued_.clear();
+}
+
 // A registration the engine forgot still reports (see removeBeforeClose()): it cannot be deleted,
 // since its fd number is closed or someone else's now, so move every fd the engine does know to
 // a fresh epoll set, which then takes the old one's number (libev does the same on a generation
@@ -228,14 +316,18 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
     if (data != kDropped) stale = true;
     return -1;
   };
+  EpollRearmRing* ring = nullptr;
   if (mode_ == EpollMode::kOneshot) {
+    ring = batch_rearm_ ? EpollRearmRing::forThisThread() : nullptr;
     for (int i = 0; i < n; ++i) {
       const int fd = current(events[i].data.u64);
       if (fd < 0) continue;  // removed while this batch was handled, or stale
       // A level-triggered fd (kEventLevel) stays armed: it needs no re-arm.
       if (!(fds_[fd].interest & kEventLevel)) fds_[fd].armed = false;
       fn(fds_[fd].ctx, fd, events[i].events, arg);
-      if (!rearmAfterDispatch(fd)) {
+      if (ring != nullptr) {
+        queueRearm(fd);
+      } else if (!rearmAfterDispatch(fd)) {
         // The fd would never be reported again: its handler must know (and close it, or retry).
         const int err = errno;
         LOG_WARN("epoll engine: re-arming fd %d failed: %s", fd, std::strerror(err));
@@ -249,6 +341,7 @@ absl::StatusOr<int> EpollEngine::dispatch(int timeout_ms, ReadyFn fn, void* arg)
     }
   }
   batch_size_ = 0;
+  if (!handled_.empty()) flushRearms(*ring, fn, arg);
   if (__builtin_expect(stale, 0)) rebuild(fn, arg);
   // A full array may have left ready fds behind; make room for them next time.
   if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
