@@ -279,7 +279,10 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>,
   // Bytes handed to an engine that sends for connections (io_uring) and not yet sent: the
   // engine keeps the count, so a connection on another engine pays no field for it.
   size_t inFlight() const {
-    return getLoop()->completesIo() ? getLoop()->engine().sendingBytes(channel_.fd()) : 0;
+    // Registered: once closed, the fd number may be another connection's.
+    return getLoop()->completesIo() && channel_.registered()
+               ? getLoop()->engine().sendingBytes(channel_.fd())
+               : 0;
   }
   Extras& extras();
   void cancelTimer();
